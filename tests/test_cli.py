@@ -1,0 +1,30 @@
+"""End-to-end tests of the installed `folovllm` console script, run as a user would run it."""
+import subprocess, sys
+from pathlib import Path
+
+bindir = Path(sys.executable).parent
+
+def folovllm(*args, input=None, timeout=300):
+    return subprocess.run([str(bindir / 'folovllm'), *args], capture_output=True, text=True, input=input, timeout=timeout)
+
+def test_help_lists_commands():
+    r = folovllm('--help')
+    assert r.returncode == 0
+    for cmd in ('generate', 'chat', 'bench', 'demo'): assert cmd in r.stdout
+
+def test_generate_greedy_is_deterministic_and_streaming_matches():
+    a = folovllm('generate', 'The capital of France is', '--max-tokens', '8')
+    b = folovllm('generate', 'The capital of France is', '--max-tokens', '8', '--stream')
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert a.stdout == b.stdout and 'Paris' in a.stdout
+    assert 'finish_reason=length' in a.stderr and 'TTFT' in a.stderr
+
+def test_bad_input_is_one_clear_line():
+    r = folovllm('generate', 'hi', '--top-p', '2')
+    assert r.returncode == 2 and 'SamplingParams.top_p=2.0 is invalid' in r.stderr and 'Traceback' not in r.stderr
+    r = folovllm('generate', 'hi', '--model', 'no/such-model-anywhere')
+    assert r.returncode == 2 and 'no/such-model-anywhere' in r.stderr and 'Traceback' not in r.stderr
+
+def test_python_m_folovllm_is_the_same_command():
+    r = subprocess.run([sys.executable, '-m', 'folovllm', 'generate', '2 + 2 =', '--max-tokens', '4'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() != ''
