@@ -84,6 +84,9 @@ class NaiveBackend:
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         Hkv, D = k_cache.shape[-2:]
         kf, vf = k_cache.view(-1, Hkv, D), v_cache.view(-1, Hkv, D)
+        if meta.num_seqs == 1:
+            ctx = meta.context_index(0)
+            return naive_attention(q, kf[ctx], vf[ctx], scale)
         out = torch.empty_like(q)
         qs = meta.query_start_loc
         for i in range(meta.num_seqs):

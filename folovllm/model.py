@@ -80,7 +80,7 @@ PRESETS = {
                        max_position_embeddings=2048, tie_word_embeddings=False),
 }
 
-# %% ../nbs/10_model.ipynb #48919657
+# %% ../nbs/10_model.ipynb #fef22c23
 class RMSNorm(nn.Module):
     "Root-mean-square norm over the last dimension (computed in float32)."
     def __init__(self, dim: int, eps: float = 1e-6):
@@ -107,15 +107,15 @@ def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> t
     return inv
 
 def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    "Per-position tables [T, head_dim]: cos of each pair's angle, and its sin signed -/+ for the two halves."
-    angles = positions.float()[:, None] * inv_freq[None, :]                    # [T, D/2]
+    "Per-position tables [T, 1, head_dim] (broadcast over heads): cos of each pair's angle, and its sin signed -/+ for the two halves."
+    angles = positions.float()[:, None, None] * inv_freq                       # [T, 1, D/2]
     cos, sin = angles.cos(), angles.sin()
     return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     "Rotate each (i, i + D/2) pair of x [T, H, D]: (x1, x2) → (x1 cos − x2 sin, x2 cos + x1 sin)."
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x2, x1), dim=-1).mul_(sin[:, None]).addcmul_(x, cos[:, None])
+    return torch.cat((x2, x1), dim=-1).mul_(sin).addcmul_(x, cos)
 
 # %% ../nbs/10_model.ipynb #cbfe934a
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -128,7 +128,7 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     if T > 1:
         mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
         scores = scores.masked_fill(~mask, float('-inf'))
-    probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    probs = torch.softmax(scores, dim=-1) if scores.dtype == torch.float32 else torch.softmax(scores.float(), dim=-1).to(v.dtype)
     out = torch.matmul(probs, v.permute(1, 0, 2)[:, None])                   # [Hkv, G, T, D]
     return out.permute(2, 0, 1, 3).reshape(T, H, D)
 
