@@ -96,6 +96,8 @@ def cmd_demo(a):
     prompts = ['The three most important ideas in LLM inference are', 'def fibonacci(n):']
     for out in llm.generate(prompts, SamplingParams(temperature=0, max_tokens=48)):
         print(f'--- {out.prompt!r}\n{out.outputs[0].text}\n[TTFT {out.metrics.ttft*1e3:.0f} ms, {out.metrics.tokens_per_s:.1f} tok/s]\n')
+    print('(The engine runs one request at a time, so the second TTFT includes waiting for the first to finish:\n'
+          ' the problem continuous batching solves.)\n')
     chat = llm.chat([{'role': 'user', 'content': 'In one sentence, what does a KV cache do?'}], SamplingParams(temperature=0, max_tokens=64))[0]
     print(f"--- chat: 'In one sentence, what does a KV cache do?'\n{chat.outputs[0].text}")
 

@@ -96,6 +96,7 @@ class SimpleEngine:
         self.kv_cache = KVCache.for_model(lm.model, num_blocks=1, block_size=lm.max_model_len)
         self.waiting: deque[Request] = deque()
         self.current: Request | None = None
+        self.pending_outputs: list[RequestOutput] = []   # aborted requests' final outputs, reported by the next step
         torch.manual_seed(config.model_config.seed)      # unseeded random rows draw from torch's default generator
         self.num_steps = 0
 
@@ -106,38 +107,41 @@ class SimpleEngine:
                                       'the paged KV cache (M3); use n=1 for now')
         if prompt_token_ids is None:
             prompt, prompt_token_ids = to_token_ids(prompt, self.lm.tokenizer, self.lm.vocab_size, self.lm.max_model_len)
+        if self.lm.extra_eos_ids:   # the model's other EOS ids (generation_config.json) stop like stop_token_ids, as in vLLM
+            params = params.clone(stop_token_ids=params.stop_token_ids + self.lm.extra_eos_ids)
         req = Request(request_id, prompt_token_ids, params, prompt=prompt)
         seq = req.seqs[0]
         seq.generator = (torch.Generator(device=self.lm.device).manual_seed(params.seed) if params.seed is not None else None)
         seq.detokenizer = IncrementalDetokenizer(self.lm.tokenizer, prompt_token_ids, params.skip_special_tokens, params.stop,
-                                           params.include_stop_str_in_output)
+                                                 params.include_stop_str_in_output)
         self.waiting.append(req)
         return req
 
     def abort_request(self, request_id: str):
-        "Finish a queued or running request as aborted (unknown ids: a warning, nothing else)."
+        "Finish a queued or running request as aborted; its final output comes with the next step. Unknown ids: a warning."
         for req in ([self.current] if self.current else []) + list(self.waiting):
             if req.request_id == request_id:
                 req.abort()
-                if req is not self.current: self.waiting.remove(req)
+                if req is self.current: self.current = None
+                else: self.waiting.remove(req)
+                self.pending_outputs.append(RequestOutput.from_request(req))
                 return
         logger.warning(f'abort_request: no unfinished request with id {request_id!r}')
 
-    def has_unfinished_requests(self) -> bool: return self.current is not None or bool(self.waiting)
+    def has_unfinished_requests(self) -> bool:
+        return self.current is not None or bool(self.waiting) or bool(self.pending_outputs)
 
     def step(self) -> list[RequestOutput]:
-        "One forward pass (prefill or one decode) of the current request; returns its updated output."
-        if self.current is None or self.current.is_finished:
-            if not self.waiting: return []
+        "One forward pass (prefill or one decode) of the current request; returns the outputs that changed."
+        outs, self.pending_outputs = self.pending_outputs, []
+        if self.current is None:
+            if not self.waiting: return outs
             self.current = self.waiting.popleft()
         req = self.current
-        if req.is_finished:       # aborted while current
-            self.current = None
-            return [RequestOutput.from_request(req)]
         self._forward_and_sample(req)
         self.num_steps += 1
         if req.is_finished: self.current = None
-        return [RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None)]
+        return outs + [RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None)]
 
 # %% ../nbs/14_llm.ipynb #bd05f43e
 def _forward_and_sample(self: SimpleEngine, req: Request):
@@ -163,8 +167,7 @@ def _forward_and_sample(self: SimpleEngine, req: Request):
 def _update_text_and_stop(self: SimpleEngine, req: Request, seq, tok: int):
     params, lm = req.sampling_params, self.lm
     _, matched = seq.detokenizer.add_tokens([tok])
-    extra = params.clone(stop_token_ids=params.stop_token_ids + lm.extra_eos_ids) if lm.extra_eos_ids else params
-    status = check_stop(seq, extra, lm.eos_token_id, lm.max_model_len, matched)
+    status = check_stop(seq, params, lm.eos_token_id, lm.max_model_len, matched)
     if status is not None:
         if matched is None: seq.detokenizer.flush()
         seq.set_status(status)
