@@ -70,18 +70,15 @@ def cmd_chat(a):
         if line.strip() == '/reset': history = history[:1] if a.system else []; continue
         if not line.strip(): continue
         history.append({'role': 'user', 'content': line})
-        reply = ''
         for out, delta in llm.stream(llm.apply_chat_template(history), params):
-            print(delta, end='', flush=True); reply += delta
+            print(delta, end='', flush=True)
         print()
         history.append({'role': 'assistant', 'content': out.outputs[0].text})
 
 # %% ../nbs/99_cli.ipynb #458e8175
 def cmd_bench(a):
-    import torch
     from folovllm.bench import latency_benchmark, format_latency, load_hf_reference
-    torch.set_num_threads(a.threads or 2)
-    a.threads = a.threads or 2
+    a.threads = a.threads or 2          # the house workloads run on 2 threads
     llm = make_llm(a)
     if a.mode == 'latency':
         hf = None if a.no_hf else load_hf_reference(llm)

@@ -84,15 +84,9 @@ class NaiveBackend:
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         Hkv, D = k_cache.shape[-2:]
         kf, vf = k_cache.view(-1, Hkv, D), v_cache.view(-1, Hkv, D)
-        if meta.num_seqs == 1:
-            ctx = meta.context_index(0)
-            return naive_attention(q, kf[ctx], vf[ctx], scale)
-        out = torch.empty_like(q)
-        qs = meta.query_start_loc
-        for i in range(meta.num_seqs):
-            ctx = meta.context_index(i)
-            out[qs[i]:qs[i + 1]] = naive_attention(q[qs[i]:qs[i + 1]], kf[ctx], vf[ctx], scale)
-        return out
+        qs, ctxs = meta.query_start_loc, [meta.context_index(i) for i in range(meta.num_seqs)]
+        outs = [naive_attention(q[qs[i]:qs[i + 1]], kf[c], vf[c], scale) for i, c in enumerate(ctxs)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 class CacheContext:
     "The `ctx` the model's attention layers call: write new K/V to the cache, then attend over the context."

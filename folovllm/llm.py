@@ -98,7 +98,6 @@ class SimpleEngine:
         self.current: Request | None = None
         self.pending_outputs: list[RequestOutput] = []   # aborted requests' final outputs, reported by the next step
         torch.manual_seed(config.model_config.seed)      # unseeded random rows draw from torch's default generator
-        self.num_steps = 0
 
     def add_request(self, request_id: str, prompt, params: SamplingParams, prompt_token_ids: list[int] | None = None) -> Request:
         "Queue a request (prompt already validated when `prompt_token_ids` is given)."
@@ -139,7 +138,6 @@ class SimpleEngine:
             self.current = self.waiting.popleft()
         req = self.current
         self._forward_and_sample(req)
-        self.num_steps += 1
         if req.is_finished: self.current = None
         return outs + [RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None)]
 
