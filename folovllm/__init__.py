@@ -1,5 +1,5 @@
 __version__ = "0.1.0"
-
 from .config import SamplingParams, EngineConfig, ModelConfig, CacheConfig, SchedulerConfig
 from .sequence import RequestOutput, CompletionOutput
 from .llm import LLM
+from .engine import LLMEngine, AsyncLLMEngine   # registers the continuous-batching engine as LLM()'s default

@@ -19,6 +19,11 @@ def add_engine_args(p: argparse.ArgumentParser):
     g.add_argument('--device', default='cpu', help="cpu, cuda, cuda:1, mps (default: cpu)")
     g.add_argument('--max-model-len', type=int, default=None, help="longest prompt + output (default: the model's)")
     g.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    g.add_argument('--max-num-seqs', type=int, default=256, help='most requests in one step (default: 256)')
+    g.add_argument('--max-num-batched-tokens', type=int, default=2048, help='most tokens in one step (default: 2048)')
+    g.add_argument('--block-size', type=int, default=16, help='KV cache block size in tokens (default: 16)')
+    g.add_argument('--num-kv-blocks', type=int, default=None, help='KV pool size in blocks (default: from the memory budget)')
+    g.add_argument('--engine', default=None, help="'batched' (continuous batching, default) or 'simple' (one request at a time)")
 
 def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 128):
     "Options that become `SamplingParams`."
@@ -35,7 +40,9 @@ def make_llm(a):
     from folovllm.llm import LLM
     import torch
     if a.threads: torch.set_num_threads(a.threads)
-    return LLM(model=a.model, dtype=a.dtype, device=a.device, max_model_len=a.max_model_len)
+    return LLM(model=a.model, dtype=a.dtype, device=a.device, max_model_len=a.max_model_len, engine=a.engine,
+               max_num_seqs=a.max_num_seqs, max_num_batched_tokens=a.max_num_batched_tokens, block_size=a.block_size,
+               num_kv_blocks=a.num_kv_blocks)
 
 def make_params(a):
     from folovllm.config import SamplingParams
@@ -84,6 +91,13 @@ def cmd_bench(a):
         hf = None if a.no_hf else load_hf_reference(llm)
         res = latency_benchmark(llm, hf, prompt_len=a.prompt_len, output_len=a.output_len, runs=a.runs)
         print(json.dumps(res, indent=1) if a.json else format_latency(res))
+    elif a.mode == 'throughput':
+        from folovllm.throughput import throughput_benchmark, format_throughput, house_workload
+        if not 1 <= a.min_len <= a.max_len: raise ValueError(f'--min-len {a.min_len} / --max-len {a.max_len}: need 1 <= min <= max')
+        work = house_workload(a.num_prompts, a.min_len, a.max_len, llm.lm.vocab_size, seed=a.workload_seed)
+        hf = None if a.no_hf else load_hf_reference(llm)
+        res = throughput_benchmark(llm, hf, work, baselines=a.baselines.split(','))
+        print(json.dumps(res, indent=1) if a.json else format_throughput(res))
 
 def cmd_demo(a):
     from folovllm.config import SamplingParams
@@ -93,8 +107,7 @@ def cmd_demo(a):
     prompts = ['The three most important ideas in LLM inference are', 'def fibonacci(n):']
     for out in llm.generate(prompts, SamplingParams(temperature=0, max_tokens=48)):
         print(f'--- {out.prompt!r}\n{out.outputs[0].text}\n[TTFT {out.metrics.ttft*1e3:.0f} ms, {out.metrics.tokens_per_s:.1f} tok/s]\n')
-    print('(The engine runs one request at a time, so the second TTFT includes waiting for the first to finish:\n'
-          ' the problem continuous batching solves.)\n')
+    print('(Both prompts ran in the same batch: continuous batching, notebook 20.)\n')
     chat = llm.chat([{'role': 'user', 'content': 'In one sentence, what does a KV cache do?'}], SamplingParams(temperature=0, max_tokens=64))[0]
     print(f"--- chat: 'In one sentence, what does a KV cache do?'\n{chat.outputs[0].text}")
 
@@ -110,8 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser('chat', help='interactive chat (streams answers)', description='Interactive chat with the chat template.')
     c.add_argument('--system', default=None, help='system prompt')
     add_engine_args(c); add_sampling_args(c, 256); c.set_defaults(func=cmd_chat)
-    b = sub.add_parser('bench', help='benchmarks (latency)', description='Benchmarks on the house workloads.')
-    b.add_argument('mode', choices=['latency'])
+    b = sub.add_parser('bench', help='benchmarks (latency, throughput)', description='Benchmarks on the house workloads.')
+    b.add_argument('mode', choices=['latency', 'throughput'])
+    b.add_argument('--num-prompts', type=int, default=64, help='throughput: number of requests (default 64)')
+    b.add_argument('--min-len', type=int, default=16, help='throughput: shortest prompt and output (default 16)')
+    b.add_argument('--max-len', type=int, default=256, help='throughput: longest prompt and output (default 256)')
+    b.add_argument('--workload-seed', type=int, default=0)
+    b.add_argument('--baselines', default='hf_one_at_a_time,hf_static_16', help='throughput: HF baselines to run, comma-separated')
     b.add_argument('--runs', type=int, default=3); b.add_argument('--prompt-len', type=int, default=32)
     b.add_argument('--output-len', type=int, default=128); b.add_argument('--no-hf', action='store_true', help='skip the HF baseline')
     b.add_argument('--json', action='store_true', help='print machine-readable JSON')

@@ -7,37 +7,16 @@ from __future__ import annotations
 import statistics, time
 import torch
 from .config import SamplingParams
-from .loader import resolve_model
+from .throughput import measure_peak_flops, load_hf_reference, throughput_benchmark, format_throughput
 
 # %% auto #0
-__all__ = ['measure_peak_flops', 'random_prompt', 'load_hf_reference', 'latency_benchmark', 'format_latency']
-
-# %% ../nbs/90_bench.ipynb #a2e81a19
-def measure_peak_flops(n: int = 2048, runs: int = 5, dtype=torch.float32, device='cpu') -> float:
-    "Median FLOP/s of an n×n×n matmul: the machine's practical peak for model FLOP utilisation."
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    a @ b
-    ts = []
-    for _ in range(runs):
-        if a.is_cuda: torch.cuda.synchronize()
-        t = time.perf_counter(); a @ b
-        if a.is_cuda: torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(ts)
+__all__ = ['random_prompt', 'latency_benchmark', 'format_latency']
 
 # %% ../nbs/90_bench.ipynb #c9e0ebed
 def random_prompt(length: int, vocab_size: int, seed: int = 0) -> list[int]:
     "Random token ids (the special low ids avoided) from a fixed seed."
     g = torch.Generator().manual_seed(seed)
     return torch.randint(100, vocab_size, (length,), generator=g).tolist()
-
-def load_hf_reference(llm):
-    "transformers' own model for the checkpoint `llm` runs (its own GGUF loading for .gguf files), float32."
-    from transformers import AutoModelForCausalLM
-    src = resolve_model(llm.config.model_config.model)
-    kw = dict(gguf_file=src.name) if src.suffix == '.gguf' else {}
-    path = src.parent if src.suffix == '.gguf' else src
-    return AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float32, **kw).eval()
 
 def _hf_generate_seconds(hf, ids: list[int], n: int) -> float:
     x = torch.tensor([ids])
@@ -50,10 +29,10 @@ def latency_benchmark(llm, hf_model=None, prompt_len: int = 32, output_len: int 
     "Batch-1 TTFT / TPOT / decode tok/s of `llm` (and of `hf_model` when given), medians of `runs` interleaved runs."
     ids = random_prompt(prompt_len, llm.lm.vocab_size, seed)
     sp = SamplingParams(temperature=0, max_tokens=output_len, ignore_eos=True)
-    llm.generate({'prompt_token_ids': ids}, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))   # warm-up
+    llm.generate({'prompt_token_ids': ids}, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True), use_tqdm=False)   # warm-up
     ours, hf = [], []
     for _ in range(runs):
-        m = llm.generate({'prompt_token_ids': ids}, sp)[0].metrics
+        m = llm.generate({'prompt_token_ids': ids}, sp, use_tqdm=False)[0].metrics
         ours.append((m.ttft, m.tpot, m.e2e_latency))
         if hf_model is not None:
             first = _hf_generate_seconds(hf_model, ids, 1)

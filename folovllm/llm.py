@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_llm.ipynb #bf214c9d
 from __future__ import annotations
-import json, logging, time
+import dataclasses, json, logging, time
 from collections import deque
 from pathlib import Path
 import torch
@@ -18,7 +18,8 @@ from .sampler import Sampler, SamplingMetadata, IncrementalDetokenizer, check_st
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['logger', 'DTYPE_MAP', 'check_device', 'eos_token_ids', 'LoadedModel', 'to_token_ids', 'SimpleEngine', 'LLM']
+__all__ = ['logger', 'DTYPE_MAP', 'ENGINES', 'check_device', 'eos_token_ids', 'LoadedModel', 'to_token_ids', 'new_request',
+           'SimpleEngine', 'delta_output', 'register_engine', 'LLM']
 
 # %% ../nbs/14_llm.ipynb #2ad57237
 DTYPE_MAP = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
@@ -88,6 +89,26 @@ def to_token_ids(prompt, tokenizer, vocab_size: int, max_model_len: int, index: 
     return text, ids
 
 # %% ../nbs/14_llm.ipynb #088c9bc3
+def new_request(lm: LoadedModel, request_id: str, prompt, params: SamplingParams,
+                prompt_token_ids: list[int] | None = None) -> Request:
+    "A `Request` with its engine-owned state: validated token ids, the model's extra EOS ids, seeded generator, detokenizer."
+    if not isinstance(params, SamplingParams):
+        raise ValueError(f'request {request_id!r}: sampling params must be a SamplingParams, got {type(params).__name__}')
+    if params.n > 1 or (params.best_of or 1) > 1:
+        raise NotImplementedError(f'SamplingParams.n={params.n} (best_of={params.best_of}): parallel sampling arrives with '
+                                  'the paged KV cache (M3); use n=1 for now')
+    if prompt_token_ids is None:
+        prompt, prompt_token_ids = to_token_ids(prompt, lm.tokenizer, lm.vocab_size, lm.max_model_len)
+    if lm.extra_eos_ids:   # the model's other EOS ids (generation_config.json) stop like stop_token_ids, as in vLLM
+        params = params.clone(stop_token_ids=params.stop_token_ids + lm.extra_eos_ids)
+    req = Request(request_id, prompt_token_ids, params, prompt=prompt)
+    seq = req.seqs[0]
+    seq.generator = torch.Generator(device=lm.device).manual_seed(params.seed) if params.seed is not None else None
+    seq.detokenizer = IncrementalDetokenizer(lm.tokenizer, prompt_token_ids, params.skip_special_tokens, params.stop,
+                                             params.include_stop_str_in_output)
+    return req
+
+# %% ../nbs/14_llm.ipynb #e8516eaa
 class SimpleEngine:
     "M1 engine: requests run one at a time, to completion, in arrival order (the single-request oracle)."
     def __init__(self, lm: LoadedModel, config: EngineConfig):
@@ -101,18 +122,7 @@ class SimpleEngine:
 
     def add_request(self, request_id: str, prompt, params: SamplingParams, prompt_token_ids: list[int] | None = None) -> Request:
         "Queue a request (prompt already validated when `prompt_token_ids` is given)."
-        if params.n > 1 or (params.best_of or 1) > 1:
-            raise NotImplementedError(f'SamplingParams.n={params.n} (best_of={params.best_of}): parallel sampling arrives with '
-                                      'the paged KV cache (M3); use n=1 for now')
-        if prompt_token_ids is None:
-            prompt, prompt_token_ids = to_token_ids(prompt, self.lm.tokenizer, self.lm.vocab_size, self.lm.max_model_len)
-        if self.lm.extra_eos_ids:   # the model's other EOS ids (generation_config.json) stop like stop_token_ids, as in vLLM
-            params = params.clone(stop_token_ids=params.stop_token_ids + self.lm.extra_eos_ids)
-        req = Request(request_id, prompt_token_ids, params, prompt=prompt)
-        seq = req.seqs[0]
-        seq.generator = (torch.Generator(device=self.lm.device).manual_seed(params.seed) if params.seed is not None else None)
-        seq.detokenizer = IncrementalDetokenizer(self.lm.tokenizer, prompt_token_ids, params.skip_special_tokens, params.stop,
-                                                 params.include_stop_str_in_output)
+        req = new_request(self.lm, request_id, prompt, params, prompt_token_ids)
         self.waiting.append(req)
         return req
 
@@ -129,6 +139,10 @@ class SimpleEngine:
 
     def has_unfinished_requests(self) -> bool:
         return self.current is not None or bool(self.waiting) or bool(self.pending_outputs)
+
+    def stats(self) -> dict:
+        "The KV pool: one block of max_model_len slots, used by one request at a time."
+        return {'engine': 'simple', 'num_kv_blocks': 1, 'block_size': self.lm.max_model_len, 'running_peak': 1, 'preemptions': 0}
 
     def step(self) -> list[RequestOutput]:
         "One forward pass (prefill or one decode) of the current request; returns the outputs that changed."
@@ -176,17 +190,38 @@ SimpleEngine._forward_and_sample = _forward_and_sample
 SimpleEngine._update_text_and_stop = _update_text_and_stop
 
 # %% ../nbs/14_llm.ipynb #5ebf0e78
+def delta_output(out: RequestOutput, sent: dict) -> RequestOutput:
+    "A copy of `out` whose completions hold only the text, tokens and logprobs not sent before (`sent` remembers)."
+    comps = []
+    for c in out.outputs:
+        key = (out.request_id, c.index)
+        nc, nt = sent.get(key, (0, 0))
+        comps.append(dataclasses.replace(c, text=c.text[nc:], token_ids=c.token_ids[nt:],
+                                         logprobs=None if c.logprobs is None else c.logprobs[nt:]))
+        sent[key] = (len(c.text), len(c.token_ids))
+    return dataclasses.replace(out, outputs=comps)
+
+# %% ../nbs/14_llm.ipynb #1078a089
+ENGINES: dict[str, type] = {'simple': SimpleEngine}
+
+def register_engine(name: str, engine_class: type):
+    "Make an engine available to `LLM(engine=name)`; the most recently registered one is the default."
+    ENGINES[name] = engine_class
+
 class LLM:
     "Offline inference: `LLM(model=None).generate(prompts, SamplingParams(...))`, with vLLM's names."
     def __init__(self, model: str | None = None, dtype: str = 'float32', device: str = 'cpu', max_model_len: int | None = None,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, engine: str | None = None, **kwargs):
+        name = engine or list(ENGINES)[-1]
+        if name not in ENGINES: raise ValueError(f'engine={engine!r} is not one of {sorted(ENGINES)}')
         self.config = EngineConfig.from_kwargs(model=model, dtype=dtype, device=device, max_model_len=max_model_len,
                                                seed=seed, **kwargs)
         self.lm = LoadedModel(self.config)
-        self.engine = SimpleEngine(self.lm, self.config)
+        self.engine = ENGINES[name](self.lm, self.config)
         self._counter = 0
 
     def get_tokenizer(self): return self.lm.tokenizer
+    def stats(self) -> dict: return self.engine.stats()
 
     def _params_list(self, sampling_params, n: int) -> list[SamplingParams]:
         if sampling_params is None: return [SamplingParams()] * n
@@ -206,38 +241,60 @@ class LLM:
         lm = self.lm
         checked = [to_token_ids(p, lm.tokenizer, lm.vocab_size, lm.max_model_len, i) for i, p in enumerate(prompts)]
         ids = []
-        for (text, toks), sp in zip(checked, params):
-            rid = str(self._counter); self._counter += 1
-            self.engine.add_request(rid, text, sp, prompt_token_ids=toks)
-            ids.append(rid)
+        try:
+            for (text, toks), sp in zip(checked, params):
+                rid = str(self._counter); self._counter += 1
+                self.engine.add_request(rid, text, sp, prompt_token_ids=toks)
+                ids.append(rid)
+        except Exception:
+            for rid in ids: self.engine.abort_request(rid)    # all or nothing: no half-queued batch left behind
+            raise
         return ids
 
-    def generate(self, prompts, sampling_params=None, use_tqdm: bool = False) -> list[RequestOutput]:
+    def _drain(self):
+        "Run the engine until idle, dropping outputs (used to flush aborted requests)."
+        while self.engine.has_unfinished_requests(): self.engine.step()
+
+    def _outputs(self, ids: list[str], delta: bool = False):
+        "Step the engine until requests `ids` finish, yielding their outputs; if the consumer stops early, abort the rest."
+        mine, sent, done = set(ids), {}, set()
+        try:
+            while len(done) < len(mine) and self.engine.has_unfinished_requests():
+                for out in self.engine.step():
+                    if out.request_id not in mine: continue
+                    if out.finished: done.add(out.request_id)
+                    yield delta_output(out, sent) if delta else out
+        finally:
+            for rid in mine - done: self.engine.abort_request(rid)
+
+    def stream_outputs(self, prompts, sampling_params=None, delta: bool = False):
+        "A generator of RequestOutputs, one per request per engine step: cumulative, or only the new part with `delta=True`."
+        return self._outputs(self._add_all(prompts, sampling_params), delta)    # prompts are validated here, not on first next()
+
+    def generate(self, prompts, sampling_params=None, use_tqdm: bool = True) -> list[RequestOutput]:
         "Generate completions for one prompt or a list; outputs come back in input order."
         ids = self._add_all(prompts, sampling_params)
-        final = {}
+        final, t0, n_out = {}, time.perf_counter(), 0
         bar = None
         if use_tqdm:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(ids), desc='requests', unit='req')
-        while self.engine.has_unfinished_requests():
-            for out in self.engine.step():
-                if out.finished:
-                    final[out.request_id] = out
-                    if bar is not None: bar.update(1)
+            from tqdm import tqdm
+            bar = tqdm(total=len(ids), desc='requests', unit='req', mininterval=1)
+        for out in self._outputs(ids):
+            if not out.finished: continue
+            final[out.request_id] = out
+            if bar is not None:
+                n_out += sum(len(c.token_ids) for c in out.outputs)
+                bar.set_postfix_str(f'output {n_out / (time.perf_counter() - t0):.1f} tok/s', refresh=False); bar.update(1)
         if bar is not None: bar.close()
         return [final[i] for i in ids]
 
     def stream(self, prompt, sampling_params: SamplingParams | None = None):
         "Yield (RequestOutput, new_text) after every generated token of one prompt."
-        (rid,) = self._add_all([prompt], sampling_params)
         sent = 0
-        while self.engine.has_unfinished_requests():
-            for out in self.engine.step():
-                if out.request_id != rid: continue
-                text = out.outputs[0].text
-                yield out, text[sent:]
-                sent = len(text)
+        for out in self.stream_outputs([prompt], sampling_params):
+            text = out.outputs[0].text
+            yield out, text[sent:]
+            sent = len(text)
 
     def apply_chat_template(self, messages: list[dict]) -> dict:
         "Turn chat messages into a token-id prompt with the tokenizer's template (generation prompt added)."
@@ -248,7 +305,7 @@ class LLM:
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return {'prompt': text, 'prompt_token_ids': tok.encode(text, add_special_tokens=False)}
 
-    def chat(self, messages, sampling_params=None, use_tqdm: bool = False) -> list[RequestOutput]:
+    def chat(self, messages, sampling_params=None, use_tqdm: bool = True) -> list[RequestOutput]:
         "Chat completion for one conversation (list of messages) or a list of conversations."
         convs = [messages] if messages and isinstance(messages[0], dict) else list(messages)
         return self.generate([self.apply_chat_template(m) for m in convs], sampling_params, use_tqdm)

@@ -28,3 +28,13 @@ def test_bad_input_is_one_clear_line():
 def test_python_m_folovllm_is_the_same_command():
     r = subprocess.run([sys.executable, '-m', 'folovllm', 'generate', '2 + 2 =', '--max-tokens', '4'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() != ''
+
+def test_bench_throughput_json():
+    import json
+    r = folovllm('bench', 'throughput', '--num-prompts', '4', '--min-len', '8', '--max-len', '16', '--no-hf', '--json',
+                 '--max-num-seqs', '4')
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    ours = res['results'][0]
+    assert res['num_requests'] == 4 and ours['name'] == 'folovllm' and ours['output_tok_s'] > 0 and 0 < ours['mfu'] < 1
+    assert res['stats']['running_peak'] <= 4 and res['stats']['kv_blocks_used_now'] == 0
