@@ -12,15 +12,15 @@ import torch.nn.functional as F
 from .config import EngineConfig, SamplingParams
 from .sequence import Request, RequestOutput, SequenceStatus
 from .kv_cache import KVCache, AttentionMetadata, CacheContext, NaiveBackend, slots_for
-from .sampler import Sampler, SamplingMetadata, check_stop, compute_prompt_logprobs
-from .llm import LoadedModel, LLM, new_request, register_engine, to_token_ids
+from .sampler import Sampler, compute_prompt_logprobs
+from .llm import LoadedModel, LLM, new_request, record_token, register_engine, sample_next, to_token_ids
 from .scheduler import BlockAllocator, Scheduler, ScheduledRequest, SchedulerOutput
 
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
 __all__ = ['logger', 'CPU_KV_CACHE_MEMORY', 'ModelInput', 'wants_prompt_logprobs', 'prepare_input', 'sdpa_one',
-           'decode_attention', 'num_leading_decodes', 'TorchBackend', 'per_request_attention', 'ModelRunner',
+           'decode_attention', 'num_leading_decodes', 'per_request_attention', 'TorchBackend', 'ModelRunner',
            'kv_bytes_per_token', 'num_kv_blocks_for', 'LLMEngine', 'step', 'stats', 'AsyncLLMEngine', 'profile_steps']
 
 # %% ../nbs/21_engine.ipynb #1e838d85
@@ -91,26 +91,23 @@ def num_leading_decodes(query_start_loc: list[int]) -> int:
     while n + 1 < len(query_start_loc) and query_start_loc[n + 1] - query_start_loc[n] == 1: n += 1
     return n
 
+def per_request_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: float, first: int = 0) -> torch.Tensor:
+    "One fused call per sequence (from `first` on) over its own context: a view when its blocks are consecutive."
+    Hkv, D = k_cache.shape[-2:]
+    kf, vf = k_cache.view(-1, Hkv, D), v_cache.view(-1, Hkv, D)
+    qs = meta.query_start_loc
+    outs = [sdpa_one(q[qs[i]:qs[i + 1]], kf[c], vf[c], scale) for i, c in
+            ((i, meta.context_index(i)) for i in range(first, meta.num_seqs))]
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
 class TorchBackend:
     "Fused attention (`scaled_dot_product_attention`): all decodes in one padded call, each prefill in its own call."
     name = 'torch'
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
-        qs, nd = meta.query_start_loc, num_leading_decodes(meta.query_start_loc)
+        nd = num_leading_decodes(meta.query_start_loc)
         outs = [decode_attention(q[:nd], k_cache, v_cache, meta.block_tables[:nd], meta.seq_lens[:nd], scale)] if nd else []
-        if nd < meta.num_seqs:
-            Hkv, D = k_cache.shape[-2:]
-            kf, vf = k_cache.view(-1, Hkv, D), v_cache.view(-1, Hkv, D)
-            for i in range(nd, meta.num_seqs):
-                c = meta.context_index(i)
-                outs.append(sdpa_one(q[qs[i]:qs[i + 1]], kf[c], vf[c], scale))
+        if nd < meta.num_seqs: outs.append(per_request_attention(q, k_cache, v_cache, meta, scale, first=nd))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-def per_request_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
-    "The unpadded alternative: one fused call per sequence on its own context (a view when its blocks are consecutive)."
-    Hkv, D = k_cache.shape[-2:]
-    kf, vf = k_cache.view(-1, Hkv, D), v_cache.view(-1, Hkv, D)
-    qs = meta.query_start_loc
-    return torch.cat([sdpa_one(q[qs[i]:qs[i + 1]], kf[c], vf[c], scale) for i, c in enumerate(map(meta.context_index, range(meta.num_seqs)))])
 
 # %% ../nbs/21_engine.ipynb #0130f9f0
 class ModelRunner:
@@ -203,7 +200,7 @@ def step(self: LLMEngine) -> list[RequestOutput]:
     for i, rows in inp.prompt_rows.items():
         r = sched.scheduled[i].request
         r.prompt_logprobs = compute_prompt_logprobs(logits[rows], r.prompt_token_ids, r.sampling_params.prompt_logprobs)
-    tokens, logprobs, tops = self._sample(sched.scheduled, logits[inp.sample_rows])
+    tokens, logprobs, tops = sample_next(self.lm, self.sampler, [s.request for s in sched.scheduled], logits[inp.sample_rows])
     now = time.perf_counter()
     for i, s in enumerate(sched.scheduled):
         req = s.request
@@ -216,28 +213,10 @@ def step(self: LLMEngine) -> list[RequestOutput]:
         outs.append(RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None))
     return outs
 
-def _sample(self: LLMEngine, scheduled: list[ScheduledRequest], logits: torch.Tensor):
-    "Next token, its logprob and the top logprobs for every scheduled request, in a few batched tensor ops."
-    seqs = [s.seq for s in scheduled]
-    meta = SamplingMetadata.build([s.request.sampling_params for s in scheduled], [q.output_token_ids for q in seqs],
-                                  [q.prompt_token_ids for q in seqs], [q.generator for q in seqs],
-                                  self.lm.vocab_size, self.lm.device, self.lm.eos_token_id)
-    out = self.sampler(logits, meta)
-    return out.token_ids.tolist(), out.logprobs.tolist(), out.top_logprobs
-
 def _update(self: LLMEngine, s: ScheduledRequest, token: int, logprob: float, top: dict | None, now: float):
-    "Record the step for one request: computed tokens, the sampled token, text, stop conditions."
-    req, seq, params = s.request, s.seq, s.request.sampling_params
-    seq.num_computed_tokens += s.num_new_tokens
-    seq.append_token(token, logprob, top)
-    req.metrics.on_token(now)
-    _, matched = seq.detokenizer.add_tokens([token])
-    status = check_stop(seq, params, self.lm.eos_token_id, self.lm.max_model_len, matched)
-    if status is not None:
-        if matched is None: seq.detokenizer.flush()
-        seq.set_status(status)
-        req.metrics.finished_time = time.perf_counter()
-    seq.output_text = seq.detokenizer.output_text
+    "Record the step for one request: its new tokens are now computed, and it has one more sampled token."
+    s.seq.num_computed_tokens += s.num_new_tokens
+    record_token(self.lm, s.request, token, logprob, top, now)
 
 def stats(self: LLMEngine) -> dict:
     "Counters for tests, benchmarks and the server: KV pool, peaks, preemptions, steps."
@@ -248,7 +227,7 @@ def stats(self: LLMEngine) -> dict:
             'num_steps': self.num_steps, 'num_batched_tokens': self.num_tokens,
             'waiting': len(self.scheduler.waiting), 'running': len(self.scheduler.running)}
 
-LLMEngine.step, LLMEngine._sample, LLMEngine._update, LLMEngine.stats = step, _sample, _update, stats
+LLMEngine.step, LLMEngine._update, LLMEngine.stats = step, _update, stats
 register_engine('batched', LLMEngine)
 
 # %% ../nbs/21_engine.ipynb #275de268

@@ -19,7 +19,7 @@ logger = logging.getLogger('folovllm')
 
 # %% auto #0
 __all__ = ['logger', 'DTYPE_MAP', 'ENGINES', 'check_device', 'eos_token_ids', 'LoadedModel', 'to_token_ids', 'new_request',
-           'SimpleEngine', 'delta_output', 'register_engine', 'LLM']
+           'SimpleEngine', 'sample_next', 'record_token', 'delta_output', 'register_engine', 'LLM']
 
 # %% ../nbs/14_llm.ipynb #2ad57237
 DTYPE_MAP = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
@@ -156,6 +156,28 @@ class SimpleEngine:
         return outs + [RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None)]
 
 # %% ../nbs/14_llm.ipynb #bd05f43e
+def sample_next(lm: LoadedModel, sampler: Sampler, reqs: list[Request], logits: torch.Tensor):
+    "Sample every request's next token from its row of `logits` [B, V]: (token ids, logprobs, top logprobs or None)."
+    seqs = [r.seqs[0] for r in reqs]
+    meta = SamplingMetadata.build([r.sampling_params for r in reqs], [s.output_token_ids for s in seqs],
+                                  [s.prompt_token_ids for s in seqs], [s.generator for s in seqs],
+                                  lm.vocab_size, lm.device, lm.eos_token_id)
+    out = sampler(logits, meta)
+    return out.token_ids.tolist(), out.logprobs.tolist(), out.top_logprobs
+
+def record_token(lm: LoadedModel, req: Request, token: int, logprob: float, top: dict | None, now: float):
+    "Append a sampled token to the request: metrics, incremental text, stop conditions (and finish it if one holds)."
+    seq, params = req.seqs[0], req.sampling_params
+    seq.append_token(token, logprob, top)
+    req.metrics.on_token(now)
+    _, matched = seq.detokenizer.add_tokens([token])
+    status = check_stop(seq, params, lm.eos_token_id, lm.max_model_len, matched)
+    if status is not None:
+        if matched is None: seq.detokenizer.flush()
+        seq.set_status(status)
+        req.metrics.finished_time = time.perf_counter()
+    seq.output_text = seq.detokenizer.output_text
+
 def _forward_and_sample(self: SimpleEngine, req: Request):
     seq, params, lm = req.seqs[0], req.sampling_params, self.lm
     now = time.perf_counter()
@@ -168,26 +190,10 @@ def _forward_and_sample(self: SimpleEngine, req: Request):
         req.prompt_logprobs = compute_prompt_logprobs(logits, seq.prompt_token_ids, params.prompt_logprobs)
         logits = logits[-1]
     seq.num_computed_tokens += len(new_ids)
-    meta = SamplingMetadata.build([params], [seq.output_token_ids], [seq.prompt_token_ids], [seq.generator],
-                                  lm.vocab_size, lm.device, lm.eos_token_id)
-    out = self.sampler(logits[None], meta)
-    tok = int(out.token_ids[0])
-    seq.append_token(tok, float(out.logprobs[0]), out.top_logprobs[0] if out.top_logprobs else None)
-    req.metrics.on_token(time.perf_counter())
-    self._update_text_and_stop(req, seq, tok)
-
-def _update_text_and_stop(self: SimpleEngine, req: Request, seq, tok: int):
-    params, lm = req.sampling_params, self.lm
-    _, matched = seq.detokenizer.add_tokens([tok])
-    status = check_stop(seq, params, lm.eos_token_id, lm.max_model_len, matched)
-    if status is not None:
-        if matched is None: seq.detokenizer.flush()
-        seq.set_status(status)
-        req.metrics.finished_time = time.perf_counter()
-    seq.output_text = seq.detokenizer.output_text
+    toks, lps, tops = sample_next(lm, self.sampler, [req], logits[None])
+    record_token(lm, req, toks[0], lps[0], tops[0] if tops else None, time.perf_counter())
 
 SimpleEngine._forward_and_sample = _forward_and_sample
-SimpleEngine._update_text_and_stop = _update_text_and_stop
 
 # %% ../nbs/14_llm.ipynb #5ebf0e78
 def delta_output(out: RequestOutput, sent: dict) -> RequestOutput:
