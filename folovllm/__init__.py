@@ -2,4 +2,5 @@ __version__ = "0.1.0"
 from .config import SamplingParams, EngineConfig, ModelConfig, CacheConfig, SchedulerConfig
 from .sequence import RequestOutput, CompletionOutput
 from .llm import LLM
-from .engine import LLMEngine, AsyncLLMEngine   # registers the continuous-batching engine as LLM()'s default
+from .engine import LLMEngine, AsyncLLMEngine   # registers the continuous-batching engine
+from .block_manager import PagedEngine, KVCacheManager   # registers the paged engine: LLM()'s default since M3

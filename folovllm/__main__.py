@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse, json, logging, sys, time
 
 # %% auto #0
-__all__ = ['add_engine_args', 'add_sampling_args', 'make_llm', 'make_params', 'cmd_generate', 'cmd_chat', 'cmd_bench', 'cmd_demo',
-           'build_parser', 'main']
+__all__ = ['add_engine_args', 'parse_bytes', 'add_sampling_args', 'make_llm', 'make_params', 'cmd_generate', 'cmd_chat',
+           'cmd_bench', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #5b7770a2
 def add_engine_args(p: argparse.ArgumentParser):
@@ -23,12 +23,27 @@ def add_engine_args(p: argparse.ArgumentParser):
     g.add_argument('--max-num-batched-tokens', type=int, default=2048, help='most tokens in one step (default: 2048)')
     g.add_argument('--block-size', type=int, default=16, help='KV cache block size in tokens (default: 16)')
     g.add_argument('--num-kv-blocks', type=int, default=None, help='KV pool size in blocks (default: from the memory budget)')
-    g.add_argument('--engine', default=None, help="'batched' (continuous batching, default) or 'simple' (one request at a time)")
+    g.add_argument('--kv-cache-memory', type=parse_bytes, default=None,
+                   help='CPU KV budget: bytes, or with a unit like 512MiB or 2GiB (default: 2GiB)')
+    g.add_argument('--gpu-memory-utilization', type=float, default=0.9, help='CUDA: share of the card the engine may use (default: 0.9)')
+    g.add_argument('--engine', default=None,
+                   help="'paged' (paged KV cache, default), 'batched' (M2's allocator) or 'simple' (one request at a time)")
+
+def parse_bytes(text: str) -> int:
+    "'2GiB', '512MiB', '64KiB' or a plain number of bytes."
+    units = {'kib': 1 << 10, 'mib': 1 << 20, 'gib': 1 << 30, 'kb': 10**3, 'mb': 10**6, 'gb': 10**9, 'b': 1}
+    t = text.strip().lower()
+    unit = next((u for u in units if t.endswith(u)), '')
+    try: value = float(t[:len(t) - len(unit)]) * units.get(unit, 1)
+    except ValueError: raise argparse.ArgumentTypeError(f'{text!r} is not a size: use bytes or a unit like 512MiB, 2GiB') from None
+    if value < 1: raise argparse.ArgumentTypeError(f'{text!r}: the size must be positive')
+    return int(value)
 
 def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 128):
     "Options that become `SamplingParams`."
     g = p.add_argument_group('sampling')
     g.add_argument('--max-tokens', type=int, default=max_tokens)
+    g.add_argument('-n', '--n', type=int, default=1, help='completions per prompt (parallel sampling; default 1)')
     g.add_argument('--temperature', type=float, default=0.0, help='0 = greedy (default)')
     g.add_argument('--top-p', type=float, default=1.0)
     g.add_argument('--top-k', type=int, default=0, help='0 or -1 = off')
@@ -42,15 +57,17 @@ def make_llm(a):
     if a.threads: torch.set_num_threads(a.threads)
     return LLM(model=a.model, dtype=a.dtype, device=a.device, max_model_len=a.max_model_len, engine=a.engine,
                max_num_seqs=a.max_num_seqs, max_num_batched_tokens=a.max_num_batched_tokens, block_size=a.block_size,
-               num_kv_blocks=a.num_kv_blocks)
+               num_kv_blocks=a.num_kv_blocks, kv_cache_memory=a.kv_cache_memory,
+               gpu_memory_utilization=a.gpu_memory_utilization)
 
 def make_params(a):
     from folovllm.config import SamplingParams
-    return SamplingParams(max_tokens=a.max_tokens, temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
+    return SamplingParams(n=a.n, max_tokens=a.max_tokens, temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
                           min_p=a.min_p, seed=a.seed, stop=a.stop)
 
 # %% ../nbs/99_cli.ipynb #34181abd
 def cmd_generate(a):
+    if a.stream and a.n > 1: raise ValueError(f'--stream prints one completion, but -n {a.n} asks for {a.n}: drop one of them')
     params = make_params(a)
     llm = make_llm(a)
     prompt = llm.apply_chat_template([{'role': 'user', 'content': a.prompt}]) if a.chat else a.prompt
@@ -59,13 +76,14 @@ def cmd_generate(a):
         print()
     else:
         out = llm.generate(prompt, params)[0]
-        print(out.outputs[0].text)
+        for c in out.outputs: print(f'--- completion {c.index}' if len(out.outputs) > 1 else '', c.text, sep='\n' if len(out.outputs) > 1 else '')
     m, o = out.metrics, out.outputs[0]
     tpot = f"{m['tpot']*1e3:.1f} ms" if m['tpot'] else 'n/a'
     print(f"[{len(o.token_ids)} tokens, finish_reason={o.finish_reason}, TTFT {m['ttft']*1e3:.0f} ms, TPOT {tpot}, "
           f"{m['tokens_per_s']:.1f} tok/s]", file=sys.stderr)
 
 def cmd_chat(a):
+    if a.n > 1: raise ValueError(f'chat streams one answer per turn: -n {a.n} is not supported here')
     params = make_params(a)
     llm = make_llm(a)
     history = [{'role': 'system', 'content': a.system}] if a.system else []

@@ -5,6 +5,7 @@
 # %% ../nbs/21_engine.ipynb #d7300c4e
 from __future__ import annotations
 import asyncio, logging, time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import torch
@@ -21,7 +22,8 @@ logger = logging.getLogger('folovllm')
 # %% auto #0
 __all__ = ['logger', 'CPU_KV_CACHE_MEMORY', 'ModelInput', 'wants_prompt_logprobs', 'prepare_input', 'sdpa_one',
            'decode_attention', 'num_leading_decodes', 'per_request_attention', 'TorchBackend', 'ModelRunner',
-           'kv_bytes_per_token', 'num_kv_blocks_for', 'LLMEngine', 'step', 'stats', 'AsyncLLMEngine', 'profile_steps']
+           'kv_bytes_per_token', 'num_kv_blocks_for', 'LLMEngine', 'copy_blocks', 'step', 'stats', 'AsyncLLMEngine',
+           'profile_steps']
 
 # %% ../nbs/21_engine.ipynb #1e838d85
 @dataclass
@@ -152,18 +154,27 @@ def num_kv_blocks_for(lm: LoadedModel, config: EngineConfig) -> int:
 # %% ../nbs/21_engine.ipynb #df769a87
 class LLMEngine:
     "Continuous batching: every step, the scheduler's batch runs as one forward; tokens are sampled for all of it."
+    name = 'batched'
+    make_allocator = BlockAllocator                     # seams M3 fills: its block manager,
+    kv_blocks_for = staticmethod(num_kv_blocks_for)     # and a KV pool sized after profiling the model
+
     def __init__(self, lm: LoadedModel, config: EngineConfig, backend=None):
         self.lm, self.config = lm, config
         cc = config.cache_config
-        num_blocks = num_kv_blocks_for(lm, config)
+        widest = 1 << (lm.max_model_len - 1).bit_length()  # max_model_len rounded up to a power of two
+        if cc.block_size > widest:
+            raise ValueError(f'CacheConfig.block_size={cc.block_size} is larger than max_model_len={lm.max_model_len} needs '
+                             f'(at most {widest}, one block per request): lower block_size')
+        num_blocks = self.kv_blocks_for(lm, config)
         self.kv_cache = KVCache.for_model(lm.model, num_blocks, cc.block_size)
-        self.allocator = BlockAllocator(num_blocks, cc.block_size)
+        self.allocator = self.make_allocator(num_blocks, cc.block_size)
         self.scheduler = Scheduler(config.scheduler_config, self.allocator, lm.max_model_len)
         self.runner = ModelRunner(lm.model, self.kv_cache, backend)
         self.sampler = Sampler()
         self.requests: dict[str, Request] = {}          # unfinished requests by id
         self.pending_outputs: list[RequestOutput] = []  # final outputs of aborted requests, reported by the next step
         self.num_steps = self.num_tokens = 0
+        self.kv_usage_history: deque[tuple[int, int]] = deque(maxlen=100_000)   # per step: (KV blocks in use, tokens held)
         torch.manual_seed(config.model_config.seed)     # unseeded random rows draw from torch's default generator
         logger.info(f'KV cache: {num_blocks} blocks x {cc.block_size} tokens = {num_blocks * cc.block_size} token slots '
                     f'({self.kv_cache.num_bytes / 2**20:.0f} MiB)')
@@ -171,6 +182,9 @@ class LLMEngine:
     def add_request(self, request_id: str, prompt, params: SamplingParams, prompt_token_ids: list[int] | None = None) -> Request:
         "Validate and queue a request; errors (bad prompt or params, can never fit the KV pool) raise here."
         if request_id in self.requests: raise ValueError(f'request id {request_id!r} is already in use')
+        if isinstance(params, SamplingParams) and params.n > 1 and not hasattr(self.allocator, 'fork'):
+            raise ValueError(f'request {request_id!r}: SamplingParams.n={params.n} needs a block manager that can share '
+                             f"blocks ({type(self.allocator).__name__} cannot): use the paged engine (the default since M3)")
         req = new_request(self.lm, request_id, prompt, params, prompt_token_ids)
         self.scheduler.add_request(req)
         self.requests[request_id] = req
@@ -189,45 +203,70 @@ class LLMEngine:
     def __repr__(self): return f'LLMEngine({self.scheduler}, {self.runner})'
 
 # %% ../nbs/21_engine.ipynb #cd33817e
+def copy_blocks(kv_cache: KVCache, pairs: list[tuple[int, int]]):
+    "Copy whole blocks (source → destination) in every layer: the copy-on-write a step needs before it writes."
+    dev = kv_cache.k[0].device
+    src, dst = (torch.tensor(x, device=dev) for x in zip(*pairs))
+    for k, v in zip(kv_cache.k, kv_cache.v): k[dst] = k[src]; v[dst] = v[src]
+
 def step(self: LLMEngine) -> list[RequestOutput]:
     "Schedule, run one forward over the whole batch, sample, update; returns an output for every request that moved."
     outs, self.pending_outputs = self.pending_outputs, []
     sched = self.scheduler.schedule()
-    if sched.is_empty: return outs
+    if sched.is_empty:
+        if self.scheduler.waiting and not self.scheduler.running:   # a bug, not a state to spin in
+            raise RuntimeError(f'the scheduler made no progress with nothing running: {self.scheduler!r}')
+        return outs
+    if sched.blocks_to_copy: copy_blocks(self.kv_cache, sched.blocks_to_copy)
+    self.kv_usage_history.append((self.allocator.num_used_blocks, sum(s.seq.num_tokens for s in sched.scheduled)))
     inp = prepare_input(sched.scheduled, self.allocator, self.lm.device)
     logits = self.runner.execute(inp)
     self.num_steps += 1; self.num_tokens += inp.num_tokens
     for i, rows in inp.prompt_rows.items():
         r = sched.scheduled[i].request
         r.prompt_logprobs = compute_prompt_logprobs(logits[rows], r.prompt_token_ids, r.sampling_params.prompt_logprobs)
-    tokens, logprobs, tops = sample_next(self.lm, self.sampler, [s.request for s in sched.scheduled], logits[inp.sample_rows])
-    now = time.perf_counter()
+    samples = []                                        # (request, sequence, its logits row)
     for i, s in enumerate(sched.scheduled):
-        req = s.request
-        try: self._update(s, tokens[i], logprobs[i], tops[i] if tops else None, now)
+        s.seq.num_computed_tokens += s.num_new_tokens
+        samples += [(s.request, q, inp.sample_rows[i]) for q in [s.seq] + self._fork(s)]
+    tokens, logprobs, tops = sample_next(self.lm, self.sampler, [r for r, _, _ in samples],
+                                         logits[[row for *_, row in samples]], [q for _, q, _ in samples])
+    now, moved = time.perf_counter(), {}
+    for i, (req, seq, _) in enumerate(samples):
+        moved[req.request_id] = req
+        if req.is_finished: continue                    # aborted: a sibling sequence failed
+        try: record_token(self.lm, req, tokens[i], logprobs[i], tops[i] if tops else None, now, seq)
         except Exception as e:                          # one broken request must not take the batch down
             logger.exception(f'request {req.request_id!r} failed and is aborted: {e}')
             req.abort()
-        if req.is_finished:
-            self.scheduler.finish(req); self.requests.pop(req.request_id, None)
+    for req in moved.values():
+        if any(q.is_finished for q in req.seqs): self.scheduler.finish(req)   # frees finished sequences' blocks
+        if req.is_finished: self.requests.pop(req.request_id, None)
         outs.append(RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None))
     return outs
 
-def _update(self: LLMEngine, s: ScheduledRequest, token: int, logprob: float, top: dict | None, now: float):
-    "Record the step for one request: its new tokens are now computed, and it has one more sampled token."
-    s.seq.num_computed_tokens += s.num_new_tokens
-    record_token(self.lm, s.request, token, logprob, top, now)
+def _fork(self: LLMEngine, s: ScheduledRequest) -> list:
+    "Once a request with n > 1 has its prompt computed, its other sequences share the prompt's blocks (M3's fork)."
+    req, seq = s.request, s.seq
+    if len(req.seqs) == 1 or seq is not req.seqs[0] or seq.num_computed_tokens < seq.num_tokens: return []
+    children = [c for c in req.seqs[1:] if c.status == SequenceStatus.WAITING]
+    for c in children:
+        self.allocator.fork(seq.seq_id, c.seq_id)
+        c.num_computed_tokens = seq.num_computed_tokens
+        c.set_status(SequenceStatus.RUNNING)
+    return children
 
 def stats(self: LLMEngine) -> dict:
     "Counters for tests, benchmarks and the server: KV pool, peaks, preemptions, steps."
     a = self.allocator
-    return {'engine': 'batched', 'num_kv_blocks': a.num_blocks, 'block_size': a.block_size,
+    return {'engine': self.name, 'num_kv_blocks': a.num_blocks, 'block_size': a.block_size,
             'kv_blocks_used_now': a.num_used_blocks, 'kv_blocks_used_peak': a.peak_used,
             'running_peak': self.scheduler.running_peak, 'preemptions': self.scheduler.num_preemptions,
             'num_steps': self.num_steps, 'num_batched_tokens': self.num_tokens,
-            'waiting': len(self.scheduler.waiting), 'running': len(self.scheduler.running)}
+            'waiting': len(self.scheduler.waiting), 'running': self.scheduler.num_running_seqs,
+            'kv_usage_history': list(self.kv_usage_history)}
 
-LLMEngine.step, LLMEngine._update, LLMEngine.stats = step, _update, stats
+LLMEngine.step, LLMEngine._fork, LLMEngine.stats = step, _fork, stats
 register_engine('batched', LLMEngine)
 
 # %% ../nbs/21_engine.ipynb #275de268

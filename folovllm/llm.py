@@ -18,8 +18,8 @@ from .sampler import Sampler, SamplingMetadata, IncrementalDetokenizer, check_st
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['logger', 'DTYPE_MAP', 'ENGINES', 'check_device', 'eos_token_ids', 'LoadedModel', 'to_token_ids', 'new_request',
-           'SimpleEngine', 'sample_next', 'record_token', 'delta_output', 'register_engine', 'LLM']
+__all__ = ['logger', 'DTYPE_MAP', 'ENGINES', 'check_device', 'eos_token_ids', 'LoadedModel', 'to_token_ids', 'seq_seed',
+           'new_request', 'SimpleEngine', 'sample_next', 'record_token', 'delta_output', 'register_engine', 'LLM']
 
 # %% ../nbs/14_llm.ipynb #2ad57237
 DTYPE_MAP = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
@@ -89,23 +89,28 @@ def to_token_ids(prompt, tokenizer, vocab_size: int, max_model_len: int, index: 
     return text, ids
 
 # %% ../nbs/14_llm.ipynb #088c9bc3
+def seq_seed(seed: int, index: int) -> int:
+    "The seed of completion `index` of a seeded request: the request's own seed for the first, a distinct mix for the others."
+    return seed if index == 0 else (seed * 0x9E3779B97F4A7C15 + index) % (1 << 63)
+
 def new_request(lm: LoadedModel, request_id: str, prompt, params: SamplingParams,
                 prompt_token_ids: list[int] | None = None) -> Request:
-    "A `Request` with its engine-owned state: validated token ids, the model's extra EOS ids, seeded generator, detokenizer."
+    "A `Request` with its engine-owned state: validated token ids, the model's extra EOS ids, seeded generators, detokenizers."
     if not isinstance(params, SamplingParams):
         raise ValueError(f'request {request_id!r}: sampling params must be a SamplingParams, got {type(params).__name__}')
-    if params.n > 1 or (params.best_of or 1) > 1:
-        raise NotImplementedError(f'SamplingParams.n={params.n} (best_of={params.best_of}): parallel sampling arrives with '
-                                  'the paged KV cache (M3); use n=1 for now')
+    if (params.best_of or params.n) > params.n:
+        raise ValueError(f'request {request_id!r}: best_of={params.best_of} > n={params.n} is not supported; ask for '
+                         f'n={params.best_of} completions and rank them by cumulative_logprob')
     if prompt_token_ids is None:
         prompt, prompt_token_ids = to_token_ids(prompt, lm.tokenizer, lm.vocab_size, lm.max_model_len)
     if lm.extra_eos_ids:   # the model's other EOS ids (generation_config.json) stop like stop_token_ids, as in vLLM
         params = params.clone(stop_token_ids=params.stop_token_ids + lm.extra_eos_ids)
     req = Request(request_id, prompt_token_ids, params, prompt=prompt)
-    seq = req.seqs[0]
-    seq.generator = torch.Generator(device=lm.device).manual_seed(params.seed) if params.seed is not None else None
-    seq.detokenizer = IncrementalDetokenizer(lm.tokenizer, prompt_token_ids, params.skip_special_tokens, params.stop,
-                                             params.include_stop_str_in_output)
+    for seq in req.seqs:   # n > 1: one generator and one detokenizer per completion
+        seq.generator = (torch.Generator(device=lm.device).manual_seed(seq_seed(params.seed, seq.index))
+                         if params.seed is not None else None)
+        seq.detokenizer = IncrementalDetokenizer(lm.tokenizer, prompt_token_ids, params.skip_special_tokens, params.stop,
+                                                 params.include_stop_str_in_output)
     return req
 
 # %% ../nbs/14_llm.ipynb #e8516eaa
@@ -122,6 +127,9 @@ class SimpleEngine:
 
     def add_request(self, request_id: str, prompt, params: SamplingParams, prompt_token_ids: list[int] | None = None) -> Request:
         "Queue a request (prompt already validated when `prompt_token_ids` is given)."
+        if isinstance(params, SamplingParams) and params.n > 1:
+            raise ValueError(f"request {request_id!r}: SamplingParams.n={params.n}, but engine='simple' runs one sequence per "
+                             "request; parallel sampling needs the paged engine (the default)")
         req = new_request(self.lm, request_id, prompt, params, prompt_token_ids)
         self.waiting.append(req)
         return req
@@ -156,18 +164,18 @@ class SimpleEngine:
         return outs + [RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None)]
 
 # %% ../nbs/14_llm.ipynb #bd05f43e
-def sample_next(lm: LoadedModel, sampler: Sampler, reqs: list[Request], logits: torch.Tensor):
-    "Sample every request's next token from its row of `logits` [B, V]: (token ids, logprobs, top logprobs or None)."
-    seqs = [r.seqs[0] for r in reqs]
+def sample_next(lm: LoadedModel, sampler: Sampler, reqs: list[Request], logits: torch.Tensor, seqs: list | None = None):
+    "Sample each sequence's next token from its row of `logits` [B, V] (`seqs` default: each request's first): (ids, logprobs, tops)."
+    seqs = seqs or [r.seqs[0] for r in reqs]
     meta = SamplingMetadata.build([r.sampling_params for r in reqs], [s.output_token_ids for s in seqs],
                                   [s.prompt_token_ids for s in seqs], [s.generator for s in seqs],
                                   lm.vocab_size, lm.device, lm.eos_token_id)
     out = sampler(logits, meta)
     return out.token_ids.tolist(), out.logprobs.tolist(), out.top_logprobs
 
-def record_token(lm: LoadedModel, req: Request, token: int, logprob: float, top: dict | None, now: float):
-    "Append a sampled token to the request: metrics, incremental text, stop conditions (and finish it if one holds)."
-    seq, params = req.seqs[0], req.sampling_params
+def record_token(lm: LoadedModel, req: Request, token: int, logprob: float, top: dict | None, now: float, seq=None):
+    "Append a sampled token to a sequence (default: the request's first): metrics, incremental text, stop conditions."
+    seq, params = seq or req.seqs[0], req.sampling_params
     seq.append_token(token, logprob, top)
     req.metrics.on_token(now)
     _, matched = seq.detokenizer.add_tokens([token])
@@ -175,7 +183,7 @@ def record_token(lm: LoadedModel, req: Request, token: int, logprob: float, top:
     if status is not None:
         if matched is None: seq.detokenizer.flush()
         seq.set_status(status)
-        req.metrics.finished_time = time.perf_counter()
+        if req.is_finished: req.metrics.finished_time = time.perf_counter()
     seq.output_text = seq.detokenizer.output_text
 
 def _forward_and_sample(self: SimpleEngine, req: Request):
@@ -212,6 +220,7 @@ ENGINES: dict[str, type] = {'simple': SimpleEngine}
 
 def register_engine(name: str, engine_class: type):
     "Make an engine available to `LLM(engine=name)`; the most recently registered one is the default."
+    ENGINES.pop(name, None)
     ENGINES[name] = engine_class
 
 class LLM:

@@ -8,7 +8,7 @@ import logging, time
 from collections import deque
 from dataclasses import dataclass, field
 from .config import SchedulerConfig, SamplingParams
-from .sequence import Request, SequenceStatus
+from .sequence import Request, Sequence, SequenceStatus
 
 logger = logging.getLogger('folovllm')
 
@@ -32,21 +32,23 @@ class BlockAllocator:
 
     def blocks_for(self, num_tokens: int) -> int: return -(-num_tokens // self.block_size)
 
-    def num_new_blocks(self, seq_id: int, num_tokens: int) -> int:
+    watermark_blocks = 0                              # blocks an admission must leave free
+
+    def blocks_needed(self, seq_id: int, num_tokens: int, num_computed: int = 0) -> int:
         "Blocks sequence `seq_id` must add to hold `num_tokens` tokens."
         return max(0, self.blocks_for(num_tokens) - len(self.block_tables.get(seq_id, ())))
 
-    def can_allocate(self, seq_id: int, num_tokens: int) -> bool:
-        return self.num_new_blocks(seq_id, num_tokens) <= self.num_free_blocks
+    def can_allocate(self, seq_id: int, num_tokens: int, num_computed: int = 0) -> bool:
+        return self.blocks_needed(seq_id, num_tokens, num_computed) <= self.num_free_blocks
 
-    def allocate(self, seq_id: int, num_tokens: int) -> list[int]:
-        "Grow the sequence's block table to hold `num_tokens` tokens; returns the table."
-        n = self.num_new_blocks(seq_id, num_tokens)
+    def allocate(self, seq_id: int, num_tokens: int, num_computed: int = 0) -> list[tuple[int, int]]:
+        "Grow the sequence's block table to hold `num_tokens` tokens; returns the block copies to make first (none here)."
+        n = self.blocks_needed(seq_id, num_tokens)
         assert n <= self.num_free_blocks, f'need {n} blocks, {self.num_free_blocks} free'
         table = self.block_tables.setdefault(seq_id, [])
         table.extend(self.free_blocks.popleft() for _ in range(n))
         self.peak_used = max(self.peak_used, self.num_used_blocks)
-        return table
+        return []
 
     def free(self, seq_id: int):
         "Return every block of the sequence to the free list (no-op for a sequence without blocks)."
@@ -61,12 +63,13 @@ class BlockAllocator:
 # %% ../nbs/20_scheduler.ipynb #0677ebe6
 @dataclass
 class ScheduledRequest:
-    "One request in this step and the number of new tokens it computes (1 for a decode, the rest for a prefill)."
+    "One sequence of a request in this step and the number of new tokens it computes (1 for a decode, the rest for a prefill)."
     request: Request
     num_new_tokens: int
+    seq: Sequence | None = None                       # which of the request's sequences (default: its first)
 
-    @property
-    def seq(self): return self.request.seqs[0]
+    def __post_init__(self):
+        if self.seq is None: self.seq = self.request.seqs[0]
     @property
     def is_prefill(self) -> bool: return self.seq.num_computed_tokens < len(self.seq.prompt_token_ids)
 
@@ -75,6 +78,7 @@ class SchedulerOutput:
     "What one engine step runs: decodes first, then prefills; and who was preempted to make room."
     scheduled: list[ScheduledRequest] = field(default_factory=list)
     preempted: list[Request] = field(default_factory=list)
+    blocks_to_copy: list[tuple[int, int]] = field(default_factory=list)   # (source, destination) before the forward
 
     @property
     def num_batched_tokens(self) -> int: return sum(s.num_new_tokens for s in self.scheduled)
@@ -102,54 +106,77 @@ class Scheduler:
 
     def add_request(self, req: Request):
         "Queue a request, or raise if it could never fit the KV pool even alone."
-        need = self.allocator.blocks_for(worst_case_tokens(req, self.max_model_len))
+        n = len(req.seqs)                           # after a preemption each of the n sequences holds its own copy
+        if n > self.config.max_num_seqs:
+            raise ValueError(f'request {req.request_id!r} has n={n} sequences but max_num_seqs={self.config.max_num_seqs}: '
+                             'lower n or raise max_num_seqs')
+        need = n * self.allocator.blocks_for(worst_case_tokens(req, self.max_model_len))
         if need > self.allocator.num_blocks:
-            raise ValueError(f'request {req.request_id!r} needs up to {need} KV blocks ({len(req.prompt_token_ids)} prompt '
-                             f'tokens + max_tokens={req.sampling_params.max_tokens}, block_size={self.allocator.block_size}) '
-                             f'but the pool has {self.allocator.num_blocks}: lower max_tokens or give the cache more blocks')
+            raise ValueError(f'request {req.request_id!r} needs up to {need} KV blocks ({n} x ({len(req.prompt_token_ids)} prompt '
+                             f'tokens + max_tokens={req.sampling_params.max_tokens}), block_size={self.allocator.block_size}) '
+                             f'but the pool has {self.allocator.num_blocks}: lower max_tokens or n, or give the cache more blocks')
         self.waiting.append(req)
 
     def has_unfinished(self) -> bool: return bool(self.waiting or self.running)
 
+    @property
+    def num_running_seqs(self) -> int:
+        "Live sequences of running requests (including completions still waiting to be forked off their prompt)."
+        return sum(len(r.live_seqs()) for r in self.running)
+
 # %% ../nbs/20_scheduler.ipynb #e01e3052
 def _preempt(self: Scheduler, req: Request):
     "Drop the request's KV cache and put it back at the front of the queue; it will recompute prompt + outputs."
-    seq = req.seqs[0]
-    self.allocator.free(seq.seq_id)
-    seq.num_computed_tokens = 0
-    seq.set_status(SequenceStatus.PREEMPTED)
+    for seq in req.live_seqs():
+        self.allocator.free(seq.seq_id)
+        seq.num_computed_tokens = 0
+        if seq.status == SequenceStatus.RUNNING: seq.set_status(SequenceStatus.PREEMPTED)
     self.waiting.appendleft(req)
     self.num_preemptions += 1
 
+def _schedule_seqs(self: Scheduler, req: Request, seqs: list, out: SchedulerOutput):
+    "Allocate and schedule each of `seqs` (blocks already checked); copy-on-write pairs go into `out`."
+    for seq in seqs:
+        out.blocks_to_copy += self.allocator.allocate(seq.seq_id, seq.num_tokens, seq.num_computed_tokens)
+        out.scheduled.append(ScheduledRequest(req, seq.num_tokens - seq.num_computed_tokens, seq))
+
+def _blocks_needed(self: Scheduler, seqs: list) -> int:
+    return sum(self.allocator.blocks_needed(s.seq_id, s.num_tokens, s.num_computed_tokens) for s in seqs)
+
 def _schedule_running(self: Scheduler, out: SchedulerOutput):
-    "Give every running request one more token, oldest first, preempting the newest when blocks run out."
+    "Give every running sequence one more token, oldest request first, preempting the newest when blocks run out."
     i = 0
     while i < len(self.running):
         req = self.running[i]
-        seq = req.seqs[0]
-        while not self.allocator.can_allocate(seq.seq_id, seq.num_tokens):
+        seqs = [s for s in req.seqs if s.status == SequenceStatus.RUNNING]
+        while self._blocks_needed(seqs) > self.allocator.num_free_blocks:
             victim = self.running.pop()
             self._preempt(victim); out.preempted.append(victim)
             if victim is req: return                      # it was the newest left: nothing after it runs
-        self.allocator.allocate(seq.seq_id, seq.num_tokens)
-        out.scheduled.append(ScheduledRequest(req, seq.num_tokens - seq.num_computed_tokens))
+        self._schedule_seqs(req, seqs, out)
         i += 1
 
 def _admit_waiting(self: Scheduler, out: SchedulerOutput):
     "Admit waiting requests in arrival order while sequences, tokens and blocks allow."
     budget = self.config.max_num_batched_tokens - out.num_batched_tokens
     first_prefill = True
-    while self.waiting and len(self.running) < self.config.max_num_seqs:
+    while self.waiting:
         req = self.waiting[0]
-        seq = req.seqs[0]
-        n = seq.num_tokens                                # the prompt, plus outputs kept across a preemption
-        if (n > budget and not first_prefill) or not self.allocator.can_allocate(seq.seq_id, n): break
+        first = req.seqs[0]
+        # a new request prefills its prompt once (its other sequences are forked off it later);
+        # a preempted one recomputes each live sequence: prompt + the outputs it kept
+        seqs = [first] if first.status == SequenceStatus.WAITING else \
+               [s for s in req.seqs if s.status == SequenceStatus.PREEMPTED]
+        n = sum(s.num_tokens for s in seqs)
+        if self.num_running_seqs + len(req.live_seqs()) > self.config.max_num_seqs: break
+        if n > budget and not first_prefill: break
+        reserve = self.allocator.watermark_blocks if self.running else 0   # alone, a request may use the whole pool
+        if self._blocks_needed(seqs) + reserve > self.allocator.num_free_blocks: break
         self.waiting.popleft()
-        self.allocator.allocate(seq.seq_id, n)
-        seq.set_status(SequenceStatus.RUNNING)
+        for s in seqs: s.set_status(SequenceStatus.RUNNING)
         if req.metrics.first_scheduled_time is None: req.metrics.first_scheduled_time = time.perf_counter()
         self.running.append(req)
-        out.scheduled.append(ScheduledRequest(req, n - seq.num_computed_tokens))
+        self._schedule_seqs(req, seqs, out)
         budget -= n; first_prefill = False
 
 def schedule(self: Scheduler) -> SchedulerOutput:
@@ -157,17 +184,18 @@ def schedule(self: Scheduler) -> SchedulerOutput:
     out = SchedulerOutput()
     self._schedule_running(out)
     if not out.preempted: self._admit_waiting(out)
-    self.running_peak = max(self.running_peak, len(self.running))
+    self.running_peak = max(self.running_peak, self.num_running_seqs)
     return out
 
-Scheduler._preempt, Scheduler._schedule_running, Scheduler._admit_waiting = _preempt, _schedule_running, _admit_waiting
-Scheduler.schedule = schedule
+Scheduler._preempt, Scheduler._schedule_seqs, Scheduler._blocks_needed = _preempt, _schedule_seqs, _blocks_needed
+Scheduler._schedule_running, Scheduler._admit_waiting, Scheduler.schedule = _schedule_running, _admit_waiting, schedule
 
 # %% ../nbs/20_scheduler.ipynb #791e7f9b
 def finish(self: Scheduler, req: Request):
-    "Remove a finished request from the running set and free its KV blocks."
-    if req in self.running: self.running.remove(req)
-    self.allocator.free(req.seqs[0].seq_id)
+    "Free the KV blocks of the request's finished sequences; drop the request from the running set once all are done."
+    for seq in req.seqs:
+        if seq.is_finished: self.allocator.free(seq.seq_id)
+    if req.is_finished and req in self.running: self.running.remove(req)
 
 def abort(self: Scheduler, request_id: str) -> Request | None:
     "Abort a waiting or running request: free its blocks, mark it aborted, return it (None if unknown)."
@@ -175,14 +203,14 @@ def abort(self: Scheduler, request_id: str) -> Request | None:
         for req in queue:
             if req.request_id == request_id:
                 queue.remove(req)
-                self.allocator.free(req.seqs[0].seq_id)
+                for seq in req.seqs: self.allocator.free(seq.seq_id)
                 req.abort()
                 return req
     return None
 
 def _repr(self: Scheduler):
     c = self.config
-    return (f'Scheduler(waiting={len(self.waiting)}, running={len(self.running)}/{c.max_num_seqs}, '
+    return (f'Scheduler(waiting={len(self.waiting)}, running={self.num_running_seqs}/{c.max_num_seqs} seqs, '
             f'token_budget={c.max_num_batched_tokens}, free_blocks={self.allocator.num_free_blocks}/{self.allocator.num_blocks}, '
             f'preemptions={self.num_preemptions})')
 
