@@ -8,7 +8,7 @@ import argparse, json, logging, sys, time
 
 # %% auto #0
 __all__ = ['add_engine_args', 'parse_bytes', 'add_sampling_args', 'make_llm', 'make_params', 'cmd_generate', 'cmd_chat',
-           'cmd_bench', 'cmd_demo', 'build_parser', 'main']
+           'cmd_serve', 'cmd_bench', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #5b7770a2
 def add_engine_args(p: argparse.ArgumentParser):
@@ -101,6 +101,11 @@ def cmd_chat(a):
         history.append({'role': 'assistant', 'content': out.outputs[0].text})
 
 # %% ../nbs/99_cli.ipynb #458e8175
+def cmd_serve(a):
+    from folovllm.server import serve
+    llm = make_llm(a)
+    serve(llm, a.host, a.port, a.api_key, a.served_model_name, log_level='info' if a.verbose else 'warning')
+
 def cmd_bench(a):
     from folovllm.bench import latency_benchmark, format_latency, load_hf_reference
     a.threads = a.threads or 2          # the house workloads run on 2 threads
@@ -116,6 +121,18 @@ def cmd_bench(a):
         hf = None if a.no_hf else load_hf_reference(llm)
         res = throughput_benchmark(llm, hf, work, baselines=a.baselines.split(','))
         print(json.dumps(res, indent=1) if a.json else format_throughput(res))
+    elif a.mode == 'serve':
+        from folovllm.throughput import house_workload
+        from folovllm.server import ServerThread, serve_benchmark, format_serve
+        try: levels = [int(c) for c in a.concurrency.split(',')]
+        except ValueError: raise ValueError(f'--concurrency {a.concurrency!r}: give comma-separated integers like 1,8,32') from None
+        if not levels or min(levels) < 1: raise ValueError(f'--concurrency {a.concurrency!r}: each level must be >= 1')
+        work = house_workload(a.num_prompts, a.min_len, a.max_len, llm.lm.vocab_size, seed=a.workload_seed,
+                              output_lo=a.output_tokens, output_hi=a.output_tokens)
+        srv = ServerThread(llm).start()
+        try: rows = [serve_benchmark(srv.url, work, c) for c in levels]
+        finally: srv.stop()
+        print(json.dumps(rows, indent=1) if a.json else format_serve(rows))
 
 def cmd_demo(a):
     from folovllm.config import SamplingParams
@@ -142,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--system', default=None, help='system prompt')
     add_engine_args(c); add_sampling_args(c, 256); c.set_defaults(func=cmd_chat)
     b = sub.add_parser('bench', help='benchmarks (latency, throughput)', description='Benchmarks on the house workloads.')
-    b.add_argument('mode', choices=['latency', 'throughput'])
+    b.add_argument('mode', choices=['latency', 'throughput', 'serve'])
+    b.add_argument('--concurrency', default='1,8,32', help='serve: concurrent streaming clients, comma-separated (default 1,8,32)')
+    b.add_argument('--output-tokens', type=int, default=64, help='serve: output tokens per request (default 64)')
     b.add_argument('--num-prompts', type=int, default=64, help='throughput: number of requests (default 64)')
     b.add_argument('--min-len', type=int, default=16, help='throughput: shortest prompt and output (default 16)')
     b.add_argument('--max-len', type=int, default=256, help='throughput: longest prompt and output (default 256)')
@@ -152,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--output-len', type=int, default=128); b.add_argument('--no-hf', action='store_true', help='skip the HF baseline')
     b.add_argument('--json', action='store_true', help='print machine-readable JSON')
     add_engine_args(b); b.set_defaults(func=cmd_bench)
+    s = sub.add_parser('serve', help='OpenAI-compatible HTTP server', description='Serve the OpenAI API (completions, chat, models).')
+    s.add_argument('--host', default='127.0.0.1'); s.add_argument('--port', type=int, default=8000)
+    s.add_argument('--api-key', default=None, help='require "Authorization: Bearer KEY" on /v1 endpoints')
+    s.add_argument('--served-model-name', default=None, help='the model id clients send (default: the model path or file name)')
+    add_engine_args(s); s.set_defaults(func=cmd_serve)
     d = sub.add_parser('demo', help='a short tour with the default model'); add_engine_args(d); d.set_defaults(func=cmd_demo)
     return p
 

@@ -10,7 +10,7 @@ def folovllm(*args, input=None, timeout=300):
 def test_help_lists_commands():
     r = folovllm('--help')
     assert r.returncode == 0
-    for cmd in ('generate', 'chat', 'bench', 'demo'): assert cmd in r.stdout
+    for cmd in ('generate', 'chat', 'serve', 'bench', 'demo'): assert cmd in r.stdout
 
 def test_generate_greedy_is_deterministic_and_streaming_matches():
     a = folovllm('generate', 'The capital of France is', '--max-tokens', '8')
