@@ -4,3 +4,4 @@ from .sequence import RequestOutput, CompletionOutput
 from .llm import LLM
 from .engine import LLMEngine, AsyncLLMEngine   # registers the continuous-batching engine
 from .block_manager import PagedEngine, KVCacheManager   # registers the paged engine: LLM()'s default since M3
+from .attention import CppBackend   # registers the compiled paged-decode kernel: the CPU default since M4

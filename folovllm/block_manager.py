@@ -12,7 +12,8 @@ from .sequence import Request, SequenceStatus
 from .kv_cache import KVCache, AttentionMetadata, CacheContext, single_seq_metadata
 from .llm import LoadedModel, LLM, register_engine, seq_seed
 from .scheduler import Scheduler, SchedulerConfig
-from .engine import LLMEngine, TorchBackend, num_kv_blocks_for, kv_bytes_per_token, num_leading_decodes
+from .engine import (LLMEngine, TorchBackend, num_kv_blocks_for, kv_bytes_per_token, num_leading_decodes,
+                             register_attention_backend)
 
 logger = logging.getLogger('folovllm')
 
@@ -231,6 +232,8 @@ class PagedBackend:
         outs = [paged_attention(q[qs[a]:qs[b]], k_cache, v_cache, meta.block_tables[a:b], meta.seq_lens[a:b],
                                 [x - qs[a] for x in qs[a:b + 1]], scale, self.blocks_per_chunk) for a, b in groups]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+register_attention_backend('paged', lambda device: PagedBackend(), cpu_priority=-1, cuda_priority=-1)   # by name only
 
 # %% ../nbs/30_paged_kv.ipynb #aa27e424
 def simulate_kv(scheduler: Scheduler, requests: list[Request], output_lens: list[int]) -> list[tuple[int, int, int]]:

@@ -20,10 +20,10 @@ from .scheduler import BlockAllocator, Scheduler, ScheduledRequest, SchedulerOut
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['logger', 'CPU_KV_CACHE_MEMORY', 'ModelInput', 'wants_prompt_logprobs', 'prepare_input', 'sdpa_one',
-           'decode_attention', 'num_leading_decodes', 'per_request_attention', 'TorchBackend', 'ModelRunner',
-           'kv_bytes_per_token', 'num_kv_blocks_for', 'LLMEngine', 'copy_blocks', 'step', 'stats', 'AsyncLLMEngine',
-           'profile_steps']
+__all__ = ['logger', 'ATTENTION_BACKENDS', 'CPU_KV_CACHE_MEMORY', 'ModelInput', 'wants_prompt_logprobs', 'prepare_input',
+           'sdpa_one', 'decode_attention', 'num_leading_decodes', 'per_request_attention', 'TorchBackend',
+           'register_attention_backend', 'make_attention_backend', 'ModelRunner', 'kv_bytes_per_token',
+           'num_kv_blocks_for', 'LLMEngine', 'copy_blocks', 'step', 'stats', 'AsyncLLMEngine', 'profile_steps']
 
 # %% ../nbs/21_engine.ipynb #1e838d85
 @dataclass
@@ -104,12 +104,35 @@ def per_request_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: f
 
 class TorchBackend:
     "Fused attention (`scaled_dot_product_attention`): all decodes in one padded call, each prefill in its own call."
-    name = 'torch'
+    name = 'sdpa'
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         nd = num_leading_decodes(meta.query_start_loc)
         outs = [decode_attention(q[:nd], k_cache, v_cache, meta.block_tables[:nd], meta.seq_lens[:nd], scale)] if nd else []
         if nd < meta.num_seqs: outs.append(per_request_attention(q, k_cache, v_cache, meta, scale, first=nd))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+# %% ../nbs/21_engine.ipynb #b35f5bb9
+ATTENTION_BACKENDS: dict[str, tuple] = {}     # name → (factory(device), priority on CPU, priority on CUDA)
+
+def register_attention_backend(name: str, factory, cpu_priority: float = 0, cuda_priority: float = 0):
+    "Make a backend available to `LLM(attention_backend=name)`; the automatic choice takes the highest priority that builds."
+    ATTENTION_BACKENDS[name] = (factory, cpu_priority, cuda_priority)
+
+def make_attention_backend(name: str | None, device: torch.device):
+    "The named backend, or the best one for `device` that builds here (a backend that fails to build is skipped, with a warning)."
+    if name is not None:
+        if name not in ATTENTION_BACKENDS:
+            raise ValueError(f'attention_backend={name!r} is not one of {sorted(ATTENTION_BACKENDS)}')
+        return ATTENTION_BACKENDS[name][0](device)
+    col = 2 if device.type == 'cuda' else 1
+    for n, entry in sorted(ATTENTION_BACKENDS.items(), key=lambda kv: -kv[1][col]):
+        if entry[col] < 0: continue                   # negative priority: only when asked for by name
+        try: return entry[0](device)
+        except Exception as e: logger.warning(f'attention backend {n!r} is not available here ({e}); trying the next one')
+    raise RuntimeError(f'no attention backend could be built for {device}')
+
+register_attention_backend('naive', lambda device: NaiveBackend(), cpu_priority=-1, cuda_priority=-1)
+register_attention_backend('sdpa', lambda device: TorchBackend())
 
 # %% ../nbs/21_engine.ipynb #0130f9f0
 class ModelRunner:
@@ -169,6 +192,7 @@ class LLMEngine:
         self.kv_cache = KVCache.for_model(lm.model, num_blocks, cc.block_size)
         self.allocator = self.make_allocator(num_blocks, cc.block_size)
         self.scheduler = Scheduler(config.scheduler_config, self.allocator, lm.max_model_len)
+        backend = backend or make_attention_backend(config.attention_backend, lm.device)
         self.runner = ModelRunner(lm.model, self.kv_cache, backend)
         self.sampler = Sampler()
         self.requests: dict[str, Request] = {}          # unfinished requests by id
@@ -177,7 +201,7 @@ class LLMEngine:
         self.kv_usage_history: deque[tuple[int, int]] = deque(maxlen=100_000)   # per step: (KV blocks in use, tokens held)
         torch.manual_seed(config.model_config.seed)     # unseeded random rows draw from torch's default generator
         logger.info(f'KV cache: {num_blocks} blocks x {cc.block_size} tokens = {num_blocks * cc.block_size} token slots '
-                    f'({self.kv_cache.num_bytes / 2**20:.0f} MiB)')
+                    f'({self.kv_cache.num_bytes / 2**20:.0f} MiB); attention backend: {backend.name}')
 
     def add_request(self, request_id: str, prompt, params: SamplingParams, prompt_token_ids: list[int] | None = None) -> Request:
         "Validate and queue a request; errors (bad prompt or params, can never fit the KV pool) raise here."
