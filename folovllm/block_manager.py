@@ -8,10 +8,10 @@ import logging, time
 from collections import Counter, deque
 import torch
 from .config import EngineConfig, SamplingParams
-from .sequence import Request, SequenceStatus
+from .sequence import Request
 from .kv_cache import KVCache, AttentionMetadata, CacheContext, single_seq_metadata
 from .llm import LoadedModel, LLM, register_engine, seq_seed
-from .scheduler import Scheduler, SchedulerConfig
+from .scheduler import Scheduler, SchedulerConfig, simulate
 from .engine import (LLMEngine, TorchBackend, num_kv_blocks_for, kv_bytes_per_token, num_leading_decodes,
                              register_attention_backend)
 
@@ -237,20 +237,12 @@ register_attention_backend('paged', lambda device: PagedBackend(), cpu_priority=
 
 # %% ../nbs/30_paged_kv.ipynb #aa27e424
 def simulate_kv(scheduler: Scheduler, requests: list[Request], output_lens: list[int]) -> list[tuple[int, int, int]]:
-    "Run the scheduler with a fake model (token 0 each step); per step (blocks in use, tokens held, running sequences)."
-    target = {r.request_id: n for r, n in zip(requests, output_lens)}
-    for r in requests: scheduler.add_request(r)
+    "`simulate` (notebook 20), recording per step (blocks in use, tokens held, running sequences)."
     alloc, history = scheduler.allocator, []
-    while scheduler.has_unfinished():
-        out = scheduler.schedule()
+    def record(out):
         assert not out.is_empty, 'no progress: the pool cannot hold the request at the head of the queue'
         history.append((alloc.num_used_blocks, sum(s.seq.num_tokens for s in out.scheduled), len(out.scheduled)))
-        for s in out.scheduled:
-            s.seq.num_computed_tokens += s.num_new_tokens
-            s.seq.append_token(0)
-            if s.seq.num_output_tokens >= target[s.request.request_id]:
-                s.seq.set_status(SequenceStatus.FINISHED_LENGTH)
-                scheduler.finish(s.request)
+    simulate(scheduler, requests, output_lens, on_step=record)
     return history
 
 def kv_waste(history, block_size: int) -> float:

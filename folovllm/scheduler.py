@@ -217,7 +217,8 @@ def _repr(self: Scheduler):
 Scheduler.finish, Scheduler.abort, Scheduler.__repr__ = finish, abort, _repr
 
 # %% ../nbs/20_scheduler.ipynb #b64b95ce
-def simulate(scheduler: Scheduler, requests: list[Request], output_lens: list[int], max_steps: int = 100_000) -> list[list[str]]:
+def simulate(scheduler: Scheduler, requests: list[Request], output_lens: list[int], max_steps: int = 100_000,
+             on_step=None) -> list[list[str]]:
     "Run `scheduler` with a fake model (token 0 each step) until every request has its output length; ids per step."
     target = {r.request_id: n for r, n in zip(requests, output_lens)}
     for r in requests: scheduler.add_request(r)
@@ -225,6 +226,7 @@ def simulate(scheduler: Scheduler, requests: list[Request], output_lens: list[in
     while scheduler.has_unfinished():
         assert len(steps) < max_steps, 'simulation did not finish'
         out = scheduler.schedule()
+        if on_step is not None: on_step(out)          # e.g. record KV use (notebook 30)
         for s in out.scheduled:
             s.seq.num_computed_tokens += s.num_new_tokens
             s.seq.append_token(0)
