@@ -20,7 +20,7 @@ logger = logging.getLogger('folovllm')
 # %% auto #0
 __all__ = ['logger', 'BlockPool', 'KVCacheManager', 'allocate', 'copy_on_write', 'fork', 'free', 'check_invariants',
            'profile_activation_bytes', 'paged_kv_blocks_for', 'PagedEngine', 'paged_attention', 'PagedBackend',
-           'simulate_kv', 'kv_waste']
+           'random_batch', 'simulate_kv', 'kv_waste']
 
 # %% ../nbs/30_paged_kv.ipynb #68218ad3
 class BlockPool:
@@ -234,6 +234,23 @@ class PagedBackend:
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 register_attention_backend('paged', lambda device: PagedBackend(), cpu_priority=-1, cuda_priority=-1)   # by name only
+
+# %% ../nbs/30_paged_kv.ipynb #c4f155d2
+def random_batch(q_lens, ctx_lens, H=9, Hkv=3, D=64, bs=16, num_blocks=512, seed=0):
+    "A flattened batch over a cache whose blocks are scattered at random: q, caches, metadata."
+    g = torch.Generator().manual_seed(seed)
+    kc, vc = torch.randn(num_blocks, bs, Hkv, D, generator=g), torch.randn(num_blocks, bs, Hkv, D, generator=g)
+    perm = torch.randperm(num_blocks, generator=g).tolist()
+    nbs = [-(-n // bs) for n in ctx_lens]
+    tables, k = [], 0
+    for n in nbs: tables.append(perm[k:k + n]); k += n
+    width = max(nbs)
+    bt = torch.tensor([t + [0] * (width - len(t)) for t in tables])
+    qsl = [0]
+    for n in q_lens: qsl.append(qsl[-1] + n)
+    slots = torch.cat([torch.tensor([t[p // bs] * bs + p % bs for p in range(c - n, c)]) for t, n, c in zip(tables, q_lens, ctx_lens)])
+    meta = AttentionMetadata(qsl, list(ctx_lens), slots, bt, bs)
+    return torch.randn(qsl[-1], H, D, generator=g), kc, vc, meta
 
 # %% ../nbs/30_paged_kv.ipynb #aa27e424
 def simulate_kv(scheduler: Scheduler, requests: list[Request], output_lens: list[int]) -> list[tuple[int, int, int]]:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_server.ipynb #cf3b3511
 from __future__ import annotations
-import asyncio, contextlib, json, logging, socket, threading, time, uuid
+import asyncio, contextlib, dataclasses, json, logging, socket, threading, time, uuid
 from pathlib import Path
 from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
@@ -68,11 +68,8 @@ class ChatCompletionRequest(SamplingFields):
 # %% ../nbs/80_server.ipynb #e8c609be
 def sampling_params_from(body: SamplingFields, max_tokens: int | None, logprobs: int | None) -> SamplingParams:
     "The engine's `SamplingParams` for a request body (its validation errors name the field)."
-    return SamplingParams(n=body.n, max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                          top_k=body.top_k, min_p=body.min_p, stop=body.stop, stop_token_ids=body.stop_token_ids,
-                          seed=body.seed, presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-                          repetition_penalty=body.repetition_penalty, ignore_eos=body.ignore_eos,
-                          min_tokens=body.min_tokens, logprobs=logprobs)
+    shared = {f.name for f in dataclasses.fields(SamplingParams)} & set(SamplingFields.model_fields) - {'max_tokens'}
+    return SamplingParams(**{k: getattr(body, k) for k in shared}, max_tokens=max_tokens, logprobs=logprobs)
 
 def completion_prompts(prompt) -> list:
     "OpenAI's prompt forms (a string, strings, token ids, lists of token ids) as engine prompts."
@@ -192,7 +189,7 @@ def create_app(llm: LLM, served_model_name: str | None = None, api_key: str | No
         if model is not None and model != name:
             raise APIError(404, f'the model {model!r} does not exist; this server serves {name!r}', 'not_found_error', 'model')
 
-    def checked_prompts(prompts, params: SamplingParams) -> list:
+    def checked_prompts(prompts) -> list:
         "Token ids for every prompt (prompt errors → 400 before anything is queued)."
         if not prompts: raise APIError(400, 'prompt: give at least one prompt', param='prompt')
         out = []
@@ -224,7 +221,7 @@ def create_app(llm: LLM, served_model_name: str | None = None, api_key: str | No
         check_model(body.model)
         params = make_params(body, body.max_tokens, body.logprobs)
         rid = f'cmpl-{uuid.uuid4().hex}'
-        gens, firsts = await run(checked_prompts(completion_prompts(body.prompt), params), params, rid)
+        gens, firsts = await run(checked_prompts(completion_prompts(body.prompt)), params, rid)
         head = {'id': rid, 'object': 'text_completion', 'created': int(time.time()), 'model': name}
         def choice(i, c, o):
             return {'index': i * params.n + c.index, 'text': c.text, 'finish_reason': c.finish_reason,
@@ -241,7 +238,7 @@ def create_app(llm: LLM, served_model_name: str | None = None, api_key: str | No
         try: prompt = llm.apply_chat_template([{'role': m.role, 'content': message_text(m)} for m in body.messages])
         except Exception as e: raise APIError(400, f'messages: {e}', param='messages') from None
         rid = f'chatcmpl-{uuid.uuid4().hex}'
-        gens, firsts = await run(checked_prompts([prompt], params), params, rid)
+        gens, firsts = await run(checked_prompts([prompt]), params, rid)
         head = {'id': rid, 'object': 'chat.completion', 'created': int(time.time()), 'model': name}
         if body.stream:
             def chunk_choice(i, c, o):
