@@ -233,7 +233,7 @@ class PagedBackend:
                                 [x - qs[a] for x in qs[a:b + 1]], scale, self.blocks_per_chunk) for a, b in groups]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
-register_attention_backend('paged', lambda device: PagedBackend(), cpu_priority=-1, cuda_priority=-1)   # by name only
+register_attention_backend('paged', lambda device, block_size: PagedBackend(), cpu_priority=-1, cuda_priority=-1)   # by name only
 
 # %% ../nbs/30_paged_kv.ipynb #c4f155d2
 def random_batch(q_lens, ctx_lens, H=9, Hkv=3, D=64, bs=16, num_blocks=512, seed=0):

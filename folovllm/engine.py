@@ -112,27 +112,27 @@ class TorchBackend:
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 # %% ../nbs/21_engine.ipynb #b35f5bb9
-ATTENTION_BACKENDS: dict[str, tuple] = {}     # name → (factory(device), priority on CPU, priority on CUDA)
+ATTENTION_BACKENDS: dict[str, tuple] = {}     # name → (factory(device, block_size), priority on CPU, priority on CUDA)
 
 def register_attention_backend(name: str, factory, cpu_priority: float = 0, cuda_priority: float = 0):
-    "Make a backend available to `LLM(attention_backend=name)`; the automatic choice takes the highest priority that builds."
+    "Make a backend available to `LLM(attention_backend=name)`: `factory(device, block_size)` builds it (or raises why it cannot); the automatic choice takes the highest priority that builds."
     ATTENTION_BACKENDS[name] = (factory, cpu_priority, cuda_priority)
 
-def make_attention_backend(name: str | None, device: torch.device):
+def make_attention_backend(name: str | None, device: torch.device, block_size: int = 16):
     "The named backend, or the best one for `device` that builds here (a backend that fails to build is skipped, with a warning)."
     if name is not None:
         if name not in ATTENTION_BACKENDS:
             raise ValueError(f'attention_backend={name!r} is not one of {sorted(ATTENTION_BACKENDS)}')
-        return ATTENTION_BACKENDS[name][0](device)
+        return ATTENTION_BACKENDS[name][0](device, block_size)
     col = 2 if device.type == 'cuda' else 1
     for n, entry in sorted(ATTENTION_BACKENDS.items(), key=lambda kv: -kv[1][col]):
         if entry[col] < 0: continue                   # negative priority: only when asked for by name
-        try: return entry[0](device)
+        try: return entry[0](device, block_size)
         except Exception as e: logger.warning(f'attention backend {n!r} is not available here ({e}); trying the next one')
     raise RuntimeError(f'no attention backend could be built for {device}')
 
-register_attention_backend('naive', lambda device: NaiveBackend(), cpu_priority=-1, cuda_priority=-1)
-register_attention_backend('sdpa', lambda device: TorchBackend())
+register_attention_backend('naive', lambda device, block_size: NaiveBackend(), cpu_priority=-1, cuda_priority=-1)
+register_attention_backend('sdpa', lambda device, block_size: TorchBackend())
 
 # %% ../nbs/21_engine.ipynb #0130f9f0
 class ModelRunner:
@@ -192,7 +192,7 @@ class LLMEngine:
         self.kv_cache = KVCache.for_model(lm.model, num_blocks, cc.block_size)
         self.allocator = self.make_allocator(num_blocks, cc.block_size)
         self.scheduler = Scheduler(config.scheduler_config, self.allocator, lm.max_model_len)
-        backend = backend or make_attention_backend(config.attention_backend, lm.device)
+        backend = backend or make_attention_backend(config.attention_backend, lm.device, cc.block_size)
         self.runner = ModelRunner(lm.model, self.kv_cache, backend)
         self.sampler = Sampler()
         self.requests: dict[str, Request] = {}          # unfinished requests by id
