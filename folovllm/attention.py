@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging, threading
 import torch
 from .kv_cache import AttentionMetadata
-from .engine import TorchBackend, num_leading_decodes, per_request_attention, register_attention_backend
+from .engine import DecodePrefillBackend, TorchBackend, num_leading_decodes, register_attention_backend
 
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['logger', 'PAGED_DECODE_SRC', 'tiled_attention', 'paged_decode_kernel', 'PagedDecodeBackend', 'CppBackend',
+__all__ = ['logger', 'PAGED_DECODE_SRC', 'tiled_attention', 'paged_decode_kernel', 'seq_lens_tensor', 'CppBackend',
            'make_cpp_backend', 'FlexBackend', 'make_flex_backend', 'triton_paged_decode', 'TritonBackend',
            'make_triton_backend', 'FlashAttnBackend', 'make_flash_attn_backend']
 
@@ -110,25 +110,21 @@ def paged_decode_kernel():
     return _kernel
 
 # %% ../nbs/40_attention.ipynb #0e37614a
-class PagedDecodeBackend:
-    "Decodes through a paged kernel (`self.decode`), prefills through one fused SDPA call per sequence (notebook 21)."
-    def decode(self, q, k_cache, v_cache, block_tables, seq_lens, scale): raise NotImplementedError
+def seq_lens_tensor(meta: AttentionMetadata, device) -> torch.Tensor:
+    "The step's context lengths as a tensor, made once per step: all layers share the metadata."
+    if getattr(meta, '_lens_tensor', None) is None:
+        meta._lens_tensor = torch.tensor(meta.seq_lens, dtype=torch.long, device=device)
+    return meta._lens_tensor
 
-    def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
-        nd = num_leading_decodes(meta.query_start_loc)
-        outs = []
-        if nd:
-            lens = getattr(meta, '_lens_tensor', None)                     # once per step, shared by the layers
-            if lens is None: lens = meta._lens_tensor = torch.tensor(meta.seq_lens, dtype=torch.long, device=q.device)
-            outs.append(self.decode(q[:nd].contiguous(), k_cache, v_cache, meta.block_tables[:nd].contiguous(),
-                                    lens[:nd].contiguous(), scale))
-        if nd < meta.num_seqs: outs.append(per_request_attention(q, k_cache, v_cache, meta, scale, first=nd))
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-class CppBackend(PagedDecodeBackend):
+class CppBackend(DecodePrefillBackend):
     "Decodes through the compiled paged kernel (fp32, CPU), prefills through fused SDPA."
     name = 'cpp'
-    def __init__(self): self.decode, self.fallback = paged_decode_kernel(), TorchBackend()
+    def __init__(self): self.kernel, self.fallback = paged_decode_kernel(), TorchBackend()
+
+    def decode(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        nd = q.shape[0]
+        return self.kernel(q.contiguous(), k_cache, v_cache, meta.block_tables[:nd].contiguous(),
+                           seq_lens_tensor(meta, q.device)[:nd], scale)
 
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         if q.dtype != torch.float32 or q.device.type != 'cpu': return self.fallback.forward(q, k_cache, v_cache, meta, scale)
@@ -141,7 +137,7 @@ def make_cpp_backend(device: torch.device, block_size: int = 16) -> CppBackend:
 register_attention_backend('cpp', make_cpp_backend, cpu_priority=10, cuda_priority=-1)
 
 # %% ../nbs/40_attention.ipynb #15bf1b0c
-class FlexBackend:
+class FlexBackend(DecodePrefillBackend):
     "FlexAttention over the paged pool: block masks list each query tile's blocks; `mask_mod` masks inside them."
     name = 'flex'
     q_block = 128                                                   # query rows per tile in prefill masks
@@ -191,27 +187,37 @@ class FlexBackend:
                                              compute_q_blocks=False)
         return mask, T, Tp
 
-    def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
-        NB, bs, Hkv, D = k_cache.shape
-        K = k_cache.view(1, NB * bs, Hkv, D).transpose(1, 2)            # the pool as one sequence [1, Hkv, NB*bs, D]
-        V = v_cache.view(1, NB * bs, Hkv, D).transpose(1, 2)
-        nd = num_leading_decodes(meta.query_start_loc)
-        if getattr(meta, '_flex', None) is None:                         # once per step, for all layers
+    def masks(self, meta: AttentionMetadata, NB: int):
+        "(decode mask, [(prefill mask, T, Tp) per prefill]) of this step: built once, shared by all layers."
+        if getattr(meta, '_flex', None) is None:
+            nd = num_leading_decodes(meta.query_start_loc)
             meta._flex = (self.decode_mask(meta, nd, NB) if nd else None,
                           [self.prefill_mask(meta, i, NB) for i in range(nd, meta.num_seqs)])
-        opts = {'BLOCK_N': bs} if q.device.type == 'cuda' else None     # GPU key tiles = pages
+        return meta._flex
+
+    @staticmethod
+    def pool(cache: torch.Tensor) -> torch.Tensor:
+        "The pool [NB, bs, Hkv, D] as one sequence [1, Hkv, NB*bs, D] (a view)."
+        NB, bs, Hkv, D = cache.shape
+        return cache.view(1, NB * bs, Hkv, D).transpose(1, 2)
+
+    def attend(self, compiled, q, k_cache, v_cache, mask, scale):
+        opts = {'BLOCK_N': k_cache.shape[1]} if q.device.type == 'cuda' else None   # GPU key tiles = pages
+        B = q.shape[0]
+        return compiled(q, self.pool(k_cache).expand(B, -1, -1, -1), self.pool(v_cache).expand(B, -1, -1, -1),
+                        block_mask=mask, scale=scale, enable_gqa=True, kernel_options=opts)
+
+    def decode(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        mask = self.masks(meta, k_cache.shape[0])[0]
+        qd = q.new_zeros(mask.kv_num_blocks.shape[0], q.shape[1], 1, q.shape[2]); qd[:q.shape[0], :, 0] = q
+        return self.attend(self.flex_decode, qd, k_cache, v_cache, mask, scale)[:q.shape[0], :, 0]
+
+    def prefill(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float, first: int) -> torch.Tensor:
         outs = []
-        if nd:
-            B = meta._flex[0].kv_num_blocks.shape[0]
-            qd = q.new_zeros(B, q.shape[1], 1, D); qd[:nd, :, 0] = q[:nd]
-            o = self.flex_decode(qd, K.expand(B, -1, -1, -1), V.expand(B, -1, -1, -1), block_mask=meta._flex[0], scale=scale,
-                          enable_gqa=True, kernel_options=opts)
-            outs.append(o[:nd, :, 0])
-        for j, (mask, T, Tp) in enumerate(meta._flex[1]):
-            s = meta.query_start_loc[nd + j]
-            qp = q.new_zeros(1, q.shape[1], Tp, D); qp[0, :, :T] = q[s:s + T].transpose(0, 1)
-            o = self.flex_prefill(qp, K, V, block_mask=mask, scale=scale, enable_gqa=True, kernel_options=opts)
-            outs.append(o[0, :, :T].transpose(0, 1))
+        for i, (mask, T, Tp) in zip(range(first, meta.num_seqs), self.masks(meta, k_cache.shape[0])[1]):
+            s = meta.query_start_loc[i]
+            qp = q.new_zeros(1, q.shape[1], Tp, q.shape[2]); qp[0, :, :T] = q[s:s + T].transpose(0, 1)
+            outs.append(self.attend(self.flex_prefill, qp, k_cache, v_cache, mask, scale)[0, :, :T].transpose(0, 1))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 def make_flex_backend(device: torch.device, block_size: int = 16) -> FlexBackend:
@@ -321,11 +327,12 @@ def triton_paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale: floa
     )
     return out
 
-class TritonBackend(PagedDecodeBackend):
+class TritonBackend(DecodePrefillBackend):
     "Decodes through the Triton paged kernel (CUDA), prefills through fused SDPA."
     name = 'triton'
-    def decode(self, q, k_cache, v_cache, block_tables, seq_lens, scale):
-        return triton_paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale)
+    def decode(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        nd = q.shape[0]
+        return triton_paged_decode(q, k_cache, v_cache, meta.block_tables[:nd], seq_lens_tensor(meta, q.device)[:nd], scale)
 
 def make_triton_backend(device: torch.device, block_size: int = 16) -> TritonBackend:
     if device.type != 'cuda':
@@ -336,24 +343,31 @@ def make_triton_backend(device: torch.device, block_size: int = 16) -> TritonBac
 register_attention_backend('triton', make_triton_backend, cpu_priority=-1, cuda_priority=20)
 
 # %% ../nbs/40_attention.ipynb #7f42f777
-class FlashAttnBackend:
+class FlashAttnBackend(DecodePrefillBackend):
     "flash-attn's paged kernel: all decodes in one call, each prefill in its own (fp16/bf16, CUDA)."
     name = 'flash_attn'
     def __init__(self):
         from flash_attn import flash_attn_with_kvcache
         self.attend = flash_attn_with_kvcache
 
+    def run(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float, rows: slice) -> torch.Tensor:
+        "q [B, Tq, H, D] for the sequences `rows` of the batch (bottom-right causal over each one's cached context)."
+        lens = seq_lens_tensor(meta, q.device)[rows].to(torch.int32)
+        return self.attend(q, k_cache, v_cache, cache_seqlens=lens, block_table=meta.block_tables[rows].to(torch.int32),
+                           softmax_scale=scale, causal=True)
+
+    def decode(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        return self.run(q[:, None], k_cache, v_cache, meta, scale, slice(0, q.shape[0]))[:, 0]
+
+    def prefill(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float, first: int) -> torch.Tensor:
+        qs = meta.query_start_loc
+        return torch.cat([self.run(q[None, qs[i]:qs[i + 1]], k_cache, v_cache, meta, scale, slice(i, i + 1))[0]
+                          for i in range(first, meta.num_seqs)])
+
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         if q.dtype not in (torch.float16, torch.bfloat16):
             raise ValueError(f"attention_backend='flash_attn' needs dtype float16 or bfloat16, not {q.dtype}: use 'sdpa'")
-        lens = torch.tensor(meta.seq_lens, dtype=torch.int32, device=q.device)
-        bt, qs = meta.block_tables.to(torch.int32), meta.query_start_loc
-        nd = num_leading_decodes(qs)
-        outs = [self.attend(q[:nd, None], k_cache, v_cache, cache_seqlens=lens[:nd], block_table=bt[:nd],
-                            softmax_scale=scale, causal=True)[:, 0]] if nd else []
-        outs += [self.attend(q[None, qs[i]:qs[i + 1]], k_cache, v_cache, cache_seqlens=lens[i:i + 1], block_table=bt[i:i + 1],
-                             softmax_scale=scale, causal=True)[0] for i in range(nd, meta.num_seqs)]
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
+        return super().forward(q, k_cache, v_cache, meta, scale)
 
 def make_flash_attn_backend(device: torch.device, block_size: int = 16) -> FlashAttnBackend:
     if device.type != 'cuda': raise ValueError(f"attention_backend='flash_attn' needs a CUDA device, not {device.type}")

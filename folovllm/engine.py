@@ -21,8 +21,8 @@ logger = logging.getLogger('folovllm')
 
 # %% auto #0
 __all__ = ['logger', 'ATTENTION_BACKENDS', 'CPU_KV_CACHE_MEMORY', 'ModelInput', 'wants_prompt_logprobs', 'prepare_input',
-           'sdpa_one', 'decode_attention', 'num_leading_decodes', 'per_request_attention', 'TorchBackend',
-           'register_attention_backend', 'make_attention_backend', 'ModelRunner', 'kv_bytes_per_token',
+           'sdpa_one', 'decode_attention', 'num_leading_decodes', 'per_request_attention', 'DecodePrefillBackend',
+           'TorchBackend', 'register_attention_backend', 'make_attention_backend', 'ModelRunner', 'kv_bytes_per_token',
            'num_kv_blocks_for', 'LLMEngine', 'copy_blocks', 'step', 'stats', 'AsyncLLMEngine', 'profile_steps']
 
 # %% ../nbs/21_engine.ipynb #1e838d85
@@ -102,14 +102,27 @@ def per_request_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: f
             ((i, meta.context_index(i)) for i in range(first, meta.num_seqs))]
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
-class TorchBackend:
-    "Fused attention (`scaled_dot_product_attention`): all decodes in one padded call, each prefill in its own call."
-    name = 'sdpa'
+class DecodePrefillBackend:
+    "A step's batch holds its decodes first: all of them go through `decode` in one call, then the prefills through `prefill`."
+    def decode(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        "q [nd, H, D]: the step's nd leading decodes."
+        raise NotImplementedError
+    def prefill(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float, first: int) -> torch.Tensor:
+        "The rows of sequences `first`… of the batch: one fused call per sequence."
+        return per_request_attention(q, k_cache, v_cache, meta, scale, first=first)
+
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         nd = num_leading_decodes(meta.query_start_loc)
-        outs = [decode_attention(q[:nd], k_cache, v_cache, meta.block_tables[:nd], meta.seq_lens[:nd], scale)] if nd else []
-        if nd < meta.num_seqs: outs.append(per_request_attention(q, k_cache, v_cache, meta, scale, first=nd))
+        outs = [self.decode(q[:nd], k_cache, v_cache, meta, scale)] if nd else []
+        if nd < meta.num_seqs: outs.append(self.prefill(q, k_cache, v_cache, meta, scale, nd))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+class TorchBackend(DecodePrefillBackend):
+    "Fused attention (`scaled_dot_product_attention`): all decodes in one padded call, each prefill in its own call."
+    name = 'sdpa'
+    def decode(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        nd = q.shape[0]
+        return decode_attention(q, k_cache, v_cache, meta.block_tables[:nd], meta.seq_lens[:nd], scale)
 
 # %% ../nbs/21_engine.ipynb #b35f5bb9
 ATTENTION_BACKENDS: dict[str, tuple] = {}     # name → (factory(device, block_size), priority on CPU, priority on CUDA)
