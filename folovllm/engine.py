@@ -33,16 +33,16 @@ class ModelInput:
     positions: torch.Tensor          # [T]
     meta: AttentionMetadata
     logits_index: torch.Tensor       # [R] rows of the hidden states that get logits
-    sample_rows: list[int]           # [B] per request: its row in the logits (its last new token)
+    sample_rows: list[int | None]    # [B] per request: its row in the logits (its last new token); None: nothing to sample
     prompt_rows: dict[int, slice]    # request i → its rows in the logits, for prompt logprobs
 
     @property
     def num_tokens(self) -> int: return self.input_ids.numel()
 
 def wants_prompt_logprobs(s: ScheduledRequest) -> bool:
-    "A first prefill of a request that asked for prompt logprobs."
+    "A prefill (or a chunk of one) of the prompt of a request that asked for prompt logprobs and has none yet."
     return s.request.sampling_params.prompt_logprobs is not None and s.request.prompt_logprobs is None \
-        and s.seq.num_computed_tokens == 0
+        and s.seq is s.request.seqs[0] and s.seq.num_computed_tokens < len(s.seq.prompt_token_ids)
 
 def prepare_input(scheduled: list[ScheduledRequest], allocator: BlockAllocator, device) -> ModelInput:
     "Flatten the scheduled requests' new tokens into one batch, with slots from their block tables."
@@ -56,11 +56,12 @@ def prepare_input(scheduled: list[ScheduledRequest], allocator: BlockAllocator, 
         pos += range(start, end)
         slots += slots_for(table, range(start, end), bs)
         qsl.append(qsl[-1] + s.num_new_tokens); seq_lens.append(end); tables.append(table)
+        samples = end == seq.num_tokens             # a chunk that stops short of the end (M5) has nothing to sample
         if wants_prompt_logprobs(s):
             prompt_rows[i] = slice(len(logit_rows), len(logit_rows) + s.num_new_tokens)
             logit_rows += range(qsl[-2], qsl[-1])
-        else: logit_rows.append(qsl[-1] - 1)
-        sample_rows.append(len(logit_rows) - 1)
+        elif samples: logit_rows.append(qsl[-1] - 1)
+        sample_rows.append(len(logit_rows) - 1 if samples else None)
     width = max(map(len, tables))
     t = lambda x: torch.tensor(x, dtype=torch.long, device=device)
     meta = AttentionMetadata(qsl, seq_lens, t(slots), t([tb + [0] * (width - len(tb)) for tb in tables]), bs)
@@ -192,7 +193,8 @@ class LLMEngine:
     "Continuous batching: every step, the scheduler's batch runs as one forward; tokens are sampled for all of it."
     name = 'batched'
     make_allocator = BlockAllocator                     # seams M3 fills: its block manager,
-    kv_blocks_for = staticmethod(num_kv_blocks_for)     # and a KV pool sized after profiling the model
+    kv_blocks_for = staticmethod(num_kv_blocks_for)     # and a KV pool sized after profiling the model;
+    make_scheduler = Scheduler                          # M5 fills this one with its chunked-prefill scheduler
 
     def __init__(self, lm: LoadedModel, config: EngineConfig, backend=None):
         self.lm, self.config = lm, config
@@ -204,12 +206,13 @@ class LLMEngine:
         num_blocks = self.kv_blocks_for(lm, config)
         self.kv_cache = KVCache.for_model(lm.model, num_blocks, cc.block_size)
         self.allocator = self.make_allocator(num_blocks, cc.block_size)
-        self.scheduler = Scheduler(config.scheduler_config, self.allocator, lm.max_model_len)
+        self.scheduler = self.make_scheduler(config.scheduler_config, self.allocator, lm.max_model_len)
         backend = backend or make_attention_backend(config.attention_backend, lm.device, cc.block_size)
         self.runner = ModelRunner(lm.model, self.kv_cache, backend)
         self.sampler = Sampler()
         self.requests: dict[str, Request] = {}          # unfinished requests by id
         self.pending_outputs: list[RequestOutput] = []  # final outputs of aborted requests, reported by the next step
+        self.prompt_logits: dict[str, list] = {}        # logits of the prompt chunks computed so far (prompt logprobs)
         self.num_steps = self.num_tokens = 0
         self.kv_usage_history: deque[tuple[int, int]] = deque(maxlen=100_000)   # per step: (KV blocks in use, tokens held)
         torch.manual_seed(config.model_config.seed)     # unseeded random rows draw from torch's default generator
@@ -232,6 +235,7 @@ class LLMEngine:
         req = self.scheduler.abort(request_id)
         if req is None: logger.warning(f'abort_request: no unfinished request with id {request_id!r}'); return
         del self.requests[request_id]
+        self.prompt_logits.pop(request_id, None)
         self.pending_outputs.append(RequestOutput.from_request(req))
 
     def has_unfinished_requests(self) -> bool:
@@ -255,17 +259,24 @@ def step(self: LLMEngine) -> list[RequestOutput]:
             raise RuntimeError(f'the scheduler made no progress with nothing running: {self.scheduler!r}')
         return outs
     if sched.blocks_to_copy: copy_blocks(self.kv_cache, sched.blocks_to_copy)
-    self.kv_usage_history.append((self.allocator.num_used_blocks, sum(s.seq.num_tokens for s in sched.scheduled)))
+    held = sum(s.seq.num_computed_tokens + s.num_new_tokens for s in sched.scheduled)   # tokens with K/V after this step
+    self.kv_usage_history.append((self.allocator.num_used_blocks, held))
     inp = prepare_input(sched.scheduled, self.allocator, self.lm.device)
     logits = self.runner.execute(inp)
     self.num_steps += 1; self.num_tokens += inp.num_tokens
-    for i, rows in inp.prompt_rows.items():
-        r = sched.scheduled[i].request
-        r.prompt_logprobs = compute_prompt_logprobs(logits[rows], r.prompt_token_ids, r.sampling_params.prompt_logprobs)
+    for i, rows in inp.prompt_rows.items():            # a prompt may come in chunks (M5): collect them
+        s = sched.scheduled[i]; r = s.request
+        if s.seq.num_computed_tokens == 0: self.prompt_logits[r.request_id] = []   # (re)starting from the first token
+        self.prompt_logits[r.request_id].append(logits[rows])
+        if s.seq.num_computed_tokens + s.num_new_tokens >= len(r.prompt_token_ids):
+            parts = self.prompt_logits.pop(r.request_id)
+            r.prompt_logprobs = compute_prompt_logprobs(torch.cat(parts), r.prompt_token_ids, r.sampling_params.prompt_logprobs)
     samples = []                                        # (request, sequence, its logits row)
     for i, s in enumerate(sched.scheduled):
         s.seq.num_computed_tokens += s.num_new_tokens
+        if inp.sample_rows[i] is None: continue         # mid-prompt: its first token comes with its last chunk
         samples += [(s.request, q, inp.sample_rows[i]) for q in [s.seq] + self._fork(s)]
+    if not samples: return outs
     tokens, logprobs, tops = sample_next(self.lm, self.sampler, [r for r, _, _ in samples],
                                          logits[[row for *_, row in samples]], [q for _, q, _ in samples])
     now, moved = time.perf_counter(), {}
@@ -394,7 +405,7 @@ def profile_steps(llm: LLM, num_requests: int = 64, prompt_len: int = 128, steps
     for i in range(num_requests):
         ids = torch.randint(100, llm.lm.vocab_size, (prompt_len,), generator=g).tolist()
         eng.add_request(f'prof-{i}', None, SamplingParams(max_tokens=1000, ignore_eos=True), prompt_token_ids=ids)
-    while len(eng.scheduler.running) < num_requests or eng.scheduler.waiting: eng.step()   # prefill everyone
+    while eng.scheduler.waiting or any(r.seqs[0].num_output_tokens == 0 for r in eng.scheduler.running): eng.step()   # prefill everyone
     eng.step()
     t = time.perf_counter()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

@@ -143,12 +143,12 @@ def _schedule_seqs(self: Scheduler, req: Request, seqs: list, out: SchedulerOutp
 def _blocks_needed(self: Scheduler, seqs: list) -> int:
     return sum(self.allocator.blocks_needed(s.seq_id, s.num_tokens, s.num_computed_tokens) for s in seqs)
 
-def _schedule_running(self: Scheduler, out: SchedulerOutput):
-    "Give every running sequence one more token, oldest request first, preempting the newest when blocks run out."
+def _schedule_running(self: Scheduler, out: SchedulerOutput, which=None):
+    "Give every running sequence (that `which(seq)` accepts, if given) its new tokens, oldest request first, preempting the newest when blocks run out."
     i = 0
     while i < len(self.running):
         req = self.running[i]
-        seqs = [s for s in req.seqs if s.status == SequenceStatus.RUNNING]
+        seqs = [s for s in req.seqs if s.status == SequenceStatus.RUNNING and (which is None or which(s))]
         while self._blocks_needed(seqs) > self.allocator.num_free_blocks:
             victim = self.running.pop()
             self._preempt(victim); out.preempted.append(victim)
@@ -229,6 +229,7 @@ def simulate(scheduler: Scheduler, requests: list[Request], output_lens: list[in
         if on_step is not None: on_step(out)          # e.g. record KV use (notebook 30)
         for s in out.scheduled:
             s.seq.num_computed_tokens += s.num_new_tokens
+            if s.seq.num_computed_tokens < s.seq.num_tokens: continue   # a prompt chunk (M5): no token yet
             s.seq.append_token(0)
             if s.seq.num_output_tokens >= target[s.request.request_id]:
                 s.seq.set_status(SequenceStatus.FINISHED_LENGTH)
