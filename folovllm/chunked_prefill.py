@@ -61,7 +61,7 @@ class ChunkedScheduler(Scheduler):
         out = SchedulerOutput()
         self._schedule_running(out, which=is_decode)   # M2's loop on decodes only: preempts the newest if blocks run out
         self._schedule_chunks(out)
-        if not out.preempted: self._admit_chunks(out)
+        if not out.preempted: self._admit_waiting(out)   # M2's admission, with `_admission_plan` below
         out.scheduled.sort(key=lambda s: s.num_new_tokens > 1)   # stable: decodes keep their order at the front
         self.running_peak = max(self.running_peak, self.num_running_seqs)
         return out
@@ -76,12 +76,6 @@ def _fit(self: ChunkedScheduler, seq: Sequence, n: int) -> int:
     while n > 0 and a.blocks_needed(seq.seq_id, c + n, c) > a.num_free_blocks: n -= 1   # copy-on-write blocks count too
     return max(n, 0)
 
-def _schedule_chunk(self: ChunkedScheduler, req: Request, seq: Sequence, n: int, out: SchedulerOutput):
-    "Give `seq` the blocks for its next `n` tokens and put them in this step."
-    c = seq.num_computed_tokens
-    out.blocks_to_copy += self.allocator.allocate(seq.seq_id, c + n, c)
-    out.scheduled.append(ScheduledRequest(req, n, seq))
-
 def _preempt_untouched(self: ChunkedScheduler, after: int, out: SchedulerOutput) -> bool:
     "Preempt the newest running request after position `after` that is not in this step yet; False if there is none."
     taken = {id(s.request) for s in out.scheduled}
@@ -90,7 +84,7 @@ def _preempt_untouched(self: ChunkedScheduler, after: int, out: SchedulerOutput)
     self.running.remove(victims[-1]); self._preempt(victims[-1]); out.preempted.append(victims[-1])
     return True
 
-ChunkedScheduler._fit, ChunkedScheduler._schedule_chunk, ChunkedScheduler._preempt_untouched = _fit, _schedule_chunk, _preempt_untouched
+ChunkedScheduler._fit, ChunkedScheduler._preempt_untouched = _fit, _preempt_untouched
 
 # %% ../nbs/50_chunked_prefill.ipynb #3594be29
 def _schedule_chunks(self: ChunkedScheduler, out: SchedulerOutput):
@@ -103,31 +97,19 @@ def _schedule_chunks(self: ChunkedScheduler, out: SchedulerOutput):
             n = self._fit(seq, want)
             while n == 0 and want > 0 and self._preempt_untouched(i, out): n = self._fit(seq, want)
             if n == 0: break                        # waits for a decode to finish or to be preempted
-            self._schedule_chunk(req, seq, n, out)
+            self._schedule_tokens(req, seq, n, out)
         i += 1
 
-def _admit_chunks(self: ChunkedScheduler, out: SchedulerOutput):
-    "Admit waiting requests in arrival order, each with the first chunk the budget leaves, while sequences and blocks allow."
-    while self.waiting and self.budget_left(out) > 0:
-        req = self.waiting[0]
-        first = req.seqs[0]
-        seqs = [first] if first.status == SequenceStatus.WAITING else \
-               [s for s in req.seqs if s.status == SequenceStatus.PREEMPTED]
-        if self.num_running_seqs + len(req.live_seqs()) > self.config.max_num_seqs: break
-        plan, budget = [], self.budget_left(out)
-        for s in seqs:                              # a preempted request recomputes each of its sequences
-            n = min(s.num_tokens - s.num_computed_tokens, budget); plan.append((s, n)); budget -= n
-        need = sum(self.allocator.blocks_needed(s.seq_id, s.num_computed_tokens + n, s.num_computed_tokens) for s, n in plan)
-        reserve = self.allocator.watermark_blocks if self.running else 0
-        if need + reserve > self.allocator.num_free_blocks: break
-        self.waiting.popleft()
-        for s in seqs: s.set_status(SequenceStatus.RUNNING)
-        if req.metrics.first_scheduled_time is None: req.metrics.first_scheduled_time = time.perf_counter()
-        self.running.append(req)
-        for s, n in plan:
-            if n: self._schedule_chunk(req, s, n, out)
+def _admission_plan(self: ChunkedScheduler, seqs: list, budget: int, first_prefill: bool) -> list[tuple[Sequence, int]] | None:
+    "A first chunk of each of a waiting request's `seqs` (a preempted request recomputes each), in what the budget leaves."
+    if not self.config.enable_chunked_prefill: return Scheduler._admission_plan(self, seqs, budget, first_prefill)
+    if budget <= 0: return None
+    plan = []
+    for s in seqs:
+        n = min(s.num_tokens - s.num_computed_tokens, budget); plan.append((s, n)); budget -= n
+    return plan
 
-ChunkedScheduler._schedule_chunks, ChunkedScheduler._admit_chunks = _schedule_chunks, _admit_chunks
+ChunkedScheduler._schedule_chunks, ChunkedScheduler._admission_plan = _schedule_chunks, _admission_plan
 
 # %% ../nbs/50_chunked_prefill.ipynb #eff6e440
 class ChunkedEngine(PagedEngine):

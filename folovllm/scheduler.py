@@ -134,11 +134,15 @@ def _preempt(self: Scheduler, req: Request):
     self.waiting.appendleft(req)
     self.num_preemptions += 1
 
+def _schedule_tokens(self: Scheduler, req: Request, seq: Sequence, n: int, out: SchedulerOutput):
+    "Give `seq` the blocks for its next `n` tokens (checked before) and put them in this step; copy-on-write pairs go into `out`."
+    c = seq.num_computed_tokens
+    out.blocks_to_copy += self.allocator.allocate(seq.seq_id, c + n, c)
+    out.scheduled.append(ScheduledRequest(req, n, seq))
+
 def _schedule_seqs(self: Scheduler, req: Request, seqs: list, out: SchedulerOutput):
-    "Allocate and schedule each of `seqs` (blocks already checked); copy-on-write pairs go into `out`."
-    for seq in seqs:
-        out.blocks_to_copy += self.allocator.allocate(seq.seq_id, seq.num_tokens, seq.num_computed_tokens)
-        out.scheduled.append(ScheduledRequest(req, seq.num_tokens - seq.num_computed_tokens, seq))
+    "Schedule every token each of `seqs` has left to compute."
+    for seq in seqs: self._schedule_tokens(req, seq, seq.num_tokens - seq.num_computed_tokens, out)
 
 def _blocks_needed(self: Scheduler, seqs: list) -> int:
     return sum(self.allocator.blocks_needed(s.seq_id, s.num_tokens, s.num_computed_tokens) for s in seqs)
@@ -156,6 +160,11 @@ def _schedule_running(self: Scheduler, out: SchedulerOutput, which=None):
         self._schedule_seqs(req, seqs, out)
         i += 1
 
+def _admission_plan(self: Scheduler, seqs: list, budget: int, first_prefill: bool) -> list[tuple[Sequence, int]] | None:
+    "Tokens to compute now for each of a waiting request's `seqs`: all of them, or None if they do not fit the budget."
+    plan = [(s, s.num_tokens - s.num_computed_tokens) for s in seqs]
+    return None if sum(n for _, n in plan) > budget and not first_prefill else plan
+
 def _admit_waiting(self: Scheduler, out: SchedulerOutput):
     "Admit waiting requests in arrival order while sequences, tokens and blocks allow."
     budget = self.config.max_num_batched_tokens - out.num_batched_tokens
@@ -167,17 +176,19 @@ def _admit_waiting(self: Scheduler, out: SchedulerOutput):
         # a preempted one recomputes each live sequence: prompt + the outputs it kept
         seqs = [first] if first.status == SequenceStatus.WAITING else \
                [s for s in req.seqs if s.status == SequenceStatus.PREEMPTED]
-        n = sum(s.num_tokens for s in seqs)
         if self.num_running_seqs + len(req.live_seqs()) > self.config.max_num_seqs: break
-        if n > budget and not first_prefill: break
+        plan = self._admission_plan(seqs, budget, first_prefill)
+        if plan is None: break
+        need = sum(self.allocator.blocks_needed(s.seq_id, s.num_computed_tokens + n, s.num_computed_tokens) for s, n in plan)
         reserve = self.allocator.watermark_blocks if self.running else 0   # alone, a request may use the whole pool
-        if self._blocks_needed(seqs) + reserve > self.allocator.num_free_blocks: break
+        if need + reserve > self.allocator.num_free_blocks: break
         self.waiting.popleft()
         for s in seqs: s.set_status(SequenceStatus.RUNNING)
         if req.metrics.first_scheduled_time is None: req.metrics.first_scheduled_time = time.perf_counter()
         self.running.append(req)
-        self._schedule_seqs(req, seqs, out)
-        budget -= n; first_prefill = False
+        for s, n in plan:
+            if n: self._schedule_tokens(req, s, n, out)
+        budget -= sum(n for _, n in plan); first_prefill = False
 
 def schedule(self: Scheduler) -> SchedulerOutput:
     "Decide this step's batch: running requests first (preempting if needed), then new admissions."
@@ -187,8 +198,9 @@ def schedule(self: Scheduler) -> SchedulerOutput:
     self.running_peak = max(self.running_peak, self.num_running_seqs)
     return out
 
-Scheduler._preempt, Scheduler._schedule_seqs, Scheduler._blocks_needed = _preempt, _schedule_seqs, _blocks_needed
-Scheduler._schedule_running, Scheduler._admit_waiting, Scheduler.schedule = _schedule_running, _admit_waiting, schedule
+Scheduler._preempt, Scheduler._schedule_tokens, Scheduler._schedule_seqs = _preempt, _schedule_tokens, _schedule_seqs
+Scheduler._blocks_needed, Scheduler._schedule_running, Scheduler._admission_plan = _blocks_needed, _schedule_running, _admission_plan
+Scheduler._admit_waiting, Scheduler.schedule = _admit_waiting, schedule
 
 # %% ../nbs/20_scheduler.ipynb #791e7f9b
 def finish(self: Scheduler, req: Request):
