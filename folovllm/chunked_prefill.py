@@ -89,15 +89,15 @@ ChunkedScheduler._fit, ChunkedScheduler._preempt_untouched = _fit, _preempt_unto
 # %% ../nbs/50_chunked_prefill.ipynb #3594be29
 def _schedule_chunks(self: ChunkedScheduler, out: SchedulerOutput):
     "The next chunk of every running sequence still in its prompt, oldest request first, while the budget lasts."
-    i = 0
-    while i < len(self.running) and self.budget_left(out) > 0:
+    i, budget = 0, self.budget_left(out)            # counted down here, not re-summed over the batch per request
+    while i < len(self.running) and budget > 0:
         req = self.running[i]
         for seq in [s for s in req.seqs if s.status == SequenceStatus.RUNNING and s.num_tokens - s.num_computed_tokens > 1]:
-            want = min(seq.num_tokens - seq.num_computed_tokens, self.budget_left(out))
+            want = min(seq.num_tokens - seq.num_computed_tokens, budget)
             n = self._fit(seq, want)
             while n == 0 and want > 0 and self._preempt_untouched(i, out): n = self._fit(seq, want)
             if n == 0: break                        # waits for a decode to finish or to be preempted
-            self._schedule_tokens(req, seq, n, out)
+            self._schedule_tokens(req, seq, n, out); budget -= n
         i += 1
 
 def _admission_plan(self: ChunkedScheduler, seqs: list, budget: int, first_prefill: bool) -> list[tuple[Sequence, int]] | None:
