@@ -6,3 +6,4 @@ from .engine import LLMEngine, AsyncLLMEngine   # registers the continuous-batch
 from .block_manager import PagedEngine, KVCacheManager   # registers the paged engine: LLM()'s default since M3
 from .attention import CppBackend   # registers the compiled paged-decode kernel: the CPU default since M4
 from .chunked_prefill import ChunkedEngine, ChunkedScheduler   # registers the chunked-prefill engine: the default since M5
+from .prefix_cache import PrefixCachingEngine, PrefixCachingKVManager   # registers the prefix-caching engine: the default since M6

@@ -23,13 +23,16 @@ def add_engine_args(p: argparse.ArgumentParser):
     g.add_argument('--max-num-batched-tokens', type=int, default=2048, help='most tokens in one step: the chunked-prefill budget (default: 2048)')
     g.add_argument('--enable-chunked-prefill', action=argparse.BooleanOptionalAction, default=True,
                    help='split long prompts into chunks under the token budget (default: on)')
+    g.add_argument('--enable-prefix-caching', action=argparse.BooleanOptionalAction, default=True,
+                   help='reuse the KV blocks of prompt prefixes computed before (default: on)')
     g.add_argument('--block-size', type=int, default=16, help='KV cache block size in tokens (default: 16)')
     g.add_argument('--num-kv-blocks', type=int, default=None, help='KV pool size in blocks (default: from the memory budget)')
     g.add_argument('--kv-cache-memory', type=parse_bytes, default=None,
                    help='CPU KV budget: bytes, or with a unit like 512MiB or 2GiB (default: 2GiB)')
     g.add_argument('--gpu-memory-utilization', type=float, default=0.9, help='CUDA: share of the card the engine may use (default: 0.9)')
     g.add_argument('--engine', default=None,
-                   help="'chunked' (paged KV cache + chunked prefill, default), 'paged' (whole prompts), 'batched' (M2's allocator) or 'simple' (one request at a time)")
+                   help="'prefix' (paged KV cache, chunked prefill and prefix caching: the default), 'chunked' (no prefix caching), "
+                        "'paged' (whole prompts), 'batched' (M2's allocator) or 'simple' (one request at a time)")
 
 def parse_bytes(text: str) -> int:
     "'2GiB', '512MiB', '64KiB' or a plain number of bytes."
@@ -59,7 +62,7 @@ def make_llm(a):
     if a.threads: torch.set_num_threads(a.threads)
     return LLM(model=a.model, dtype=a.dtype, device=a.device, max_model_len=a.max_model_len, engine=a.engine,
                max_num_seqs=a.max_num_seqs, max_num_batched_tokens=a.max_num_batched_tokens,
-               enable_chunked_prefill=a.enable_chunked_prefill, block_size=a.block_size,
+               enable_chunked_prefill=a.enable_chunked_prefill, enable_prefix_caching=a.enable_prefix_caching, block_size=a.block_size,
                num_kv_blocks=a.num_kv_blocks, kv_cache_memory=a.kv_cache_memory,
                gpu_memory_utilization=a.gpu_memory_utilization)
 

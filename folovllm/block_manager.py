@@ -63,8 +63,9 @@ class BlockPool:
 # %% ../nbs/30_paged_kv.ipynb #b149f698
 class KVCacheManager:
     "Per-sequence block tables over a `BlockPool`: blocks on demand, sharing by `fork`, copy-on-write, an admission watermark."
+    make_pool = BlockPool                             # the seam M6 fills with a pool that keeps freed blocks' contents
     def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01):
-        self.pool, self.block_size, self.num_blocks = BlockPool(num_blocks), block_size, num_blocks
+        self.pool, self.block_size, self.num_blocks = self.make_pool(num_blocks), block_size, num_blocks
         self.block_tables: dict[int, list[int]] = {}
         self.watermark_blocks = int(watermark * num_blocks)
         self.peak_used = self.num_copies = 0

@@ -237,6 +237,10 @@ class LLM:
 
     def get_tokenizer(self): return self.lm.tokenizer
     def stats(self) -> dict: return self.engine.stats()
+    def reset_prefix_cache(self) -> bool:
+        "Forget every cached prefix block (prefix caching, M6); False if this engine keeps no prefix cache."
+        reset = getattr(self.engine, 'reset_prefix_cache', None)
+        return bool(reset is not None and reset())
 
     def _params_list(self, sampling_params, n: int) -> list[SamplingParams]:
         if sampling_params is None: return [SamplingParams()] * n

@@ -165,6 +165,12 @@ def _admission_plan(self: Scheduler, seqs: list, budget: int, first_prefill: boo
     plan = [(s, s.num_tokens - s.num_computed_tokens) for s in seqs]
     return None if sum(n for _, n in plan) > budget and not first_prefill else plan
 
+def _take_cached_prefix(self: Scheduler, req: Request, seqs: list):
+    "A seam for prefix caching (M6): let sequences about to be admitted start past their cached prefix. Nothing is cached here."
+
+def _return_cached_prefix(self: Scheduler, seqs: list):
+    "Undo `_take_cached_prefix` when the admission fails after all (nothing to undo here)."
+
 def _admit_waiting(self: Scheduler, out: SchedulerOutput):
     "Admit waiting requests in arrival order while sequences, tokens and blocks allow."
     budget = self.config.max_num_batched_tokens - out.num_batched_tokens
@@ -177,11 +183,12 @@ def _admit_waiting(self: Scheduler, out: SchedulerOutput):
         seqs = [first] if first.status == SequenceStatus.WAITING else \
                [s for s in req.seqs if s.status == SequenceStatus.PREEMPTED]
         if self.num_running_seqs + len(req.live_seqs()) > self.config.max_num_seqs: break
+        self._take_cached_prefix(req, seqs)           # M6: start past blocks the cache already holds (here: none)
         plan = self._admission_plan(seqs, budget, first_prefill)
-        if plan is None: break
-        need = sum(self.allocator.blocks_needed(s.seq_id, s.num_computed_tokens + n, s.num_computed_tokens) for s, n in plan)
+        need = sum(self.allocator.blocks_needed(s.seq_id, s.num_computed_tokens + n, s.num_computed_tokens) for s, n in plan or ())
         reserve = self.allocator.watermark_blocks if self.running else 0   # alone, a request may use the whole pool
-        if need + reserve > self.allocator.num_free_blocks: break
+        if plan is None or need + reserve > self.allocator.num_free_blocks:
+            self._return_cached_prefix(seqs); break
         self.waiting.popleft()
         for s in seqs: s.set_status(SequenceStatus.RUNNING)
         if req.metrics.first_scheduled_time is None: req.metrics.first_scheduled_time = time.perf_counter()
@@ -200,6 +207,7 @@ def schedule(self: Scheduler) -> SchedulerOutput:
 
 Scheduler._preempt, Scheduler._schedule_tokens, Scheduler._schedule_seqs = _preempt, _schedule_tokens, _schedule_seqs
 Scheduler._blocks_needed, Scheduler._schedule_running, Scheduler._admission_plan = _blocks_needed, _schedule_running, _admission_plan
+Scheduler._take_cached_prefix, Scheduler._return_cached_prefix = _take_cached_prefix, _return_cached_prefix
 Scheduler._admit_waiting, Scheduler.schedule = _admit_waiting, schedule
 
 # %% ../nbs/20_scheduler.ipynb #791e7f9b
