@@ -7,3 +7,4 @@ from .block_manager import PagedEngine, KVCacheManager   # registers the paged e
 from .attention import CppBackend   # registers the compiled paged-decode kernel: the CPU default since M4
 from .chunked_prefill import ChunkedEngine, ChunkedScheduler   # registers the chunked-prefill engine: the default since M5
 from .prefix_cache import PrefixCachingEngine, PrefixCachingKVManager   # registers the prefix-caching engine: the default since M6
+from .gptq import GPTQLinear, quantize_model, save_gptq   # registers QUANT_METHODS['gptq']: LLM(model=<gptq dir>) since M7

@@ -51,7 +51,8 @@ class LoadedModel:
         self.device = check_device(mc.device)
         ckpt = load_checkpoint(mc.model)
         self.args = ModelArgs.from_hf(ckpt.config)
-        self.model: CausalLM = build_model(self.args, ckpt.state_dict, DTYPE_MAP[mc.dtype], self.device)
+        self.model: CausalLM = build_model(self.args, ckpt.state_dict, DTYPE_MAP[mc.dtype], self.device,
+                                           quant_config=ckpt.config.get('quantization_config'))
         self.tokenizer, self.source = ckpt.tokenizer, ckpt.source
         limit = self.args.max_position_embeddings
         check(mc.max_model_len is None or mc.max_model_len <= limit, 'ModelConfig', 'max_model_len', mc.max_model_len,

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['ROPE_TYPES', 'PRESETS', 'ModelArgs', 'RMSNorm', 'rope_inv_freq', 'rope_cos_sin', 'apply_rope', 'naive_attention',
-           'row_splits', 'Linear', 'Attention', 'MLP', 'DecoderLayer', 'CausalLM', 'hf_to_fused', 'load_hf_weights',
-           'build_model']
+__all__ = ['ROPE_TYPES', 'PRESETS', 'QUANT_METHODS', 'ModelArgs', 'RMSNorm', 'rope_inv_freq', 'rope_cos_sin', 'apply_rope',
+           'naive_attention', 'row_splits', 'Linear', 'Attention', 'MLP', 'DecoderLayer', 'CausalLM', 'hf_to_fused',
+           'load_hf_weights', 'build_model']
 
 # %% ../nbs/10_model.ipynb #43adfb48
 ROPE_TYPES = ('default', 'llama3', 'linear')
@@ -264,8 +264,16 @@ def load_hf_weights(model: CausalLM, sd: dict):
             raise ValueError(f'tensor {name}: checkpoint shape {tuple(fused[name].shape)} != model shape {tuple(p.shape)}')
         with torch.no_grad(): p.copy_(fused[name])
 
-def build_model(args: ModelArgs, state_dict: dict | None = None, dtype=torch.float32, device='cpu') -> CausalLM:
-    "Create a `CausalLM` in `dtype` on `device`, filled from a Hugging Face state dict (random if None)."
+QUANT_METHODS = {}   # quant_method (config.json's quantization_config) -> builder(args, state_dict, quant_config, dtype, device); M7 adds 'gptq'
+
+def build_model(args: ModelArgs, state_dict: dict | None = None, dtype=torch.float32, device='cpu',
+                quant_config: dict | None = None) -> CausalLM:
+    "Create a `CausalLM` in `dtype` on `device`, filled from a Hugging Face state dict (random if None), quantized if `quant_config` says so."
+    if quant_config is not None:
+        method = quant_config.get('quant_method') if isinstance(quant_config, dict) else None
+        if method not in QUANT_METHODS:
+            raise ValueError(f"quantization_config: quant_method={method!r} is not supported (supported: {sorted(QUANT_METHODS) or 'none'})")
+        return QUANT_METHODS[method](args, state_dict, quant_config, dtype, device)
     with torch.device('meta'): model = CausalLM(args)
     model = model.to_empty(device=device).to(dtype)
     model.inv_freq = rope_inv_freq(args.head_dim, args.rope_theta, args.rope_scaling).to(device)

@@ -10,7 +10,7 @@ def folovllm(*args, input=None, timeout=300):
 def test_help_lists_commands():
     r = folovllm('--help')
     assert r.returncode == 0
-    for cmd in ('generate', 'chat', 'serve', 'bench', 'demo'): assert cmd in r.stdout
+    for cmd in ('generate', 'chat', 'serve', 'bench', 'quantize', 'demo'): assert cmd in r.stdout
 
 def test_generate_greedy_is_deterministic_and_streaming_matches():
     a = folovllm('generate', 'The capital of France is', '--max-tokens', '8')
@@ -38,3 +38,9 @@ def test_bench_throughput_json():
     ours = res['results'][0]
     assert res['num_requests'] == 4 and ours['name'] == 'folovllm' and ours['output_tok_s'] > 0 and 0 < ours['mfu'] < 1
     assert res['stats']['running_peak'] <= 4 and res['stats']['kv_blocks_used_now'] == 0
+
+def test_quantize_refuses_bad_settings_before_any_work(tmp_path):
+    r = folovllm('quantize', '--output', str(tmp_path / 'q'), '--bits', '5')
+    assert r.returncode == 2 and 'bits=5 is not supported' in r.stderr and 'Traceback' not in r.stderr
+    r = folovllm('quantize', '--output', str(tmp_path / 'q'), '--group-size', '-7')
+    assert r.returncode == 2 and 'group_size=-7' in r.stderr and 'Traceback' not in r.stderr
