@@ -182,7 +182,11 @@ def cmd_quantize(a):
     model = build_model(args, ckpt.state_dict, dtype)
     before = linear_weight_bytes(model)
     calib = calibration_windows(pydoc_tokens(ckpt.tokenizer)[0], a.nsamples, a.seqlen, a.seed) if a.method == 'gptq' else None
-    rep = quantize_model(model, calib, a.bits, a.group_size, a.sym, a.desc_act, a.method, a.damp, progress=not a.quiet)
+    import warnings
+    with warnings.catch_warnings(record=True) as said:           # shown as one plain line each, not with a source line
+        warnings.simplefilter('always')
+        rep = quantize_model(model, calib, a.bits, a.group_size, a.sym, a.desc_act, a.method, a.damp, progress=not a.quiet)
+    for w in said: print(f'warning: {w.message}', file=sys.stderr)
     if out.exists() and a.overwrite: shutil.rmtree(out) if out.is_dir() else out.unlink()
     save_gptq(model, rep, out, ckpt.tokenizer, ckpt.config)
     gen = Path(ckpt.source) / 'generation_config.json'

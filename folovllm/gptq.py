@@ -272,8 +272,9 @@ def set_module(root: nn.Module, path: str, module: nn.Module):
     setattr(get_module(root, '.'.join(parent)) if parent else root, last, module)
 
 def check_layer_shapes(model: CausalLM, bits: int, group_size: int):
-    "Before any work: every linear layer must pack (in_features and each projection's rows a multiple of 32 // bits)."
-    per = 32 // bits
+    """Before any work: every linear layer must pack (in_features and each projection's rows a multiple of 32 // bits)
+    and hold at least one whole group. A group size that does not divide in_features is allowed, with a warning."""
+    per, ragged = 32 // bits, {}
     for target in QUANT_TARGETS:
         lin = get_module(model.layers[0], target)
         for part, rows in hf_parts(model.args, target):
@@ -281,6 +282,14 @@ def check_layer_shapes(model: CausalLM, bits: int, group_size: int):
             if lin.in_features % per or rows % per:
                 raise ValueError(f'model.layers.*.{part}: shape [{rows}, {lin.in_features}] does not pack in {bits}-bit GPTQ '
                                  f'(both sides must be multiples of {per})')
+            if group_size > lin.in_features:
+                raise ValueError(f'model.layers.*.{part}: group_size={group_size} is larger than in_features={lin.in_features}; '
+                                 f'use group_size=-1 for one group per row')
+            if group_size != -1 and lin.in_features % group_size: ragged.setdefault(lin.in_features, []).append(part.split('.')[-1])
+    for in_f, parts in ragged.items():
+        warnings.warn(f"group_size={group_size} does not divide in_features={in_f} ({', '.join(parts)}): the last group of "
+                      f'each row has {in_f % group_size} columns. Transformers and AutoGPTQ load such checkpoints; '
+                      f"vLLM's GPTQ kernels refuse them (pick a divisor of {in_f} to serve it with vLLM)", stacklevel=3)
 
 @dataclass
 class QuantizeReport:
