@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['ROPE_TYPES', 'PRESETS', 'QUANT_METHODS', 'ModelArgs', 'RMSNorm', 'rope_inv_freq', 'rope_cos_sin', 'apply_rope',
-           'naive_attention', 'row_splits', 'Linear', 'Attention', 'MLP', 'DecoderLayer', 'CausalLM', 'hf_to_fused',
-           'load_hf_weights', 'build_model']
+__all__ = ['ROPE_TYPES', 'PRESETS', 'SPLIT_MAX_ROWS', 'QUANT_METHODS', 'ModelArgs', 'RMSNorm', 'rope_inv_freq', 'rope_cos_sin',
+           'apply_rope', 'naive_attention', 'row_splits', 'Linear', 'Attention', 'MLP', 'DecoderLayer', 'CausalLM',
+           'hf_to_fused', 'load_hf_weights', 'build_model']
 
 # %% ../nbs/10_model.ipynb #43adfb48
 ROPE_TYPES = ('default', 'llama3', 'linear')
@@ -133,6 +133,8 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     return out.permute(2, 0, 1, 3).reshape(T, H, D)
 
 # %% ../nbs/10_model.ipynb #ac5814b8
+SPLIT_MAX_ROWS = 256   # above this many rows a plain GEMM beats the row split (measured above)
+
 def row_splits(out_features: int) -> int:
     "How many row blocks to split a weight into: the thread count, or the largest divisor of out_features below it."
     s = max(1, min(torch.get_num_threads(), out_features))
@@ -140,7 +142,7 @@ def row_splits(out_features: int) -> int:
     return s
 
 class Linear(nn.Module):
-    "y = x Wᵀ (+ b); on CPU W's rows are split into one block per thread so decode GEMVs use every core."
+    "y = x Wᵀ (+ b); on CPU, for up to `SPLIT_MAX_ROWS` rows, W's rows are split into one block per thread so decode GEMVs use every core."
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -148,8 +150,8 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
 
     def forward(self, x):                                                    # x [M, in]
-        if x.device.type != 'cpu': return F.linear(x, self.weight, self.bias)
         o, i, M = self.out_features, self.in_features, x.shape[0]
+        if x.device.type != 'cpu' or M > SPLIT_MAX_ROWS: return F.linear(x, self.weight, self.bias)
         S = row_splits(o)
         y = torch.bmm(self.weight.view(S, o // S, i), x.t().expand(S, i, M))    # [S, o/S, M]
         y = y.view(o, M).t().contiguous()                                    # [M, o]

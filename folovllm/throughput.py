@@ -101,6 +101,7 @@ def throughput_benchmark(llm: LLM, hf=None, work=None, baselines=('hf_one_at_a_t
     peak = peak or measure_peak_flops(device=llm.lm.device.type)
     args = llm.lm.args
     run_folovllm(llm, work[:4])                                        # warm-up
+    llm.reset_prefix_cache()                                           # ...whose prompts must not be found cached (M6)
     ours = run_folovllm(llm, work)
     rows = [throughput_report('folovllm', ours['seconds'], work, args, peak)]
     if hf is not None and 'hf_one_at_a_time' in baselines:
