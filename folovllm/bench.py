@@ -32,6 +32,7 @@ def latency_benchmark(llm, hf_model=None, prompt_len: int = 32, output_len: int 
     llm.generate({'prompt_token_ids': ids}, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True), use_tqdm=False)   # warm-up
     ours, hf = [], []
     for _ in range(runs):
+        llm.reset_prefix_cache()          # every run prefills the whole prompt: a cached prefix would not be a TTFT (M6)
         m = llm.generate({'prompt_token_ids': ids}, sp, use_tqdm=False)[0].metrics
         ours.append((m.ttft, m.tpot, m.e2e_latency))
         if hf_model is not None:
