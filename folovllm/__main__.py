@@ -166,6 +166,7 @@ def cmd_quantize(a):
     from folovllm.gptq import check_quant_args, quantize_model, save_gptq, pydoc_tokens, calibration_windows, linear_weight_bytes
     from folovllm.loader import load_checkpoint
     from folovllm.model import ModelArgs, build_model
+    from folovllm.llm import DTYPE_MAP
     check_quant_args(a.bits, a.group_size, 'folovllm quantize')
     if a.nsamples < 1 or a.seqlen < 2: raise ValueError(f'--nsamples {a.nsamples} / --seqlen {a.seqlen}: need at least 1 sample of 2 tokens')
     if not 0 <= a.damp < 1: raise ValueError(f'--damp {a.damp} must be in [0, 1)')
@@ -178,8 +179,7 @@ def cmd_quantize(a):
     if ckpt.config.get('quantization_config'): raise ValueError(f'{ckpt.source} is already quantized ({ckpt.config["quantization_config"].get("quant_method")})')
     args = ModelArgs.from_hf(ckpt.config)
     if a.seqlen > args.max_position_embeddings: raise ValueError(f'--seqlen {a.seqlen} is longer than the model context ({args.max_position_embeddings})')
-    dtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[a.dtype]
-    model = build_model(args, ckpt.state_dict, dtype)
+    model = build_model(args, ckpt.state_dict, DTYPE_MAP[a.dtype])
     before = linear_weight_bytes(model)
     calib = calibration_windows(pydoc_tokens(ckpt.tokenizer)[0], a.nsamples, a.seqlen, a.seed) if a.method == 'gptq' else None
     import warnings
