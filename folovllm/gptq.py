@@ -4,7 +4,7 @@
 
 # %% ../nbs/70_gptq.ipynb #5a54daf3
 from __future__ import annotations
-import json, math, os, time, warnings
+import json, math, os, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -14,11 +14,12 @@ from safetensors.torch import save_file
 from .model import CausalLM, Linear, ModelArgs, QUANT_METHODS, load_hf_weights, rope_cos_sin, rope_inv_freq
 
 # %% auto #0
-__all__ = ['SUPPORTED_BITS', 'KERNEL_GROUPS', 'QUANT_TARGETS', 'check_quant_args', 'quant_grid', 'quantize_codes',
-           'QuantizedWeight', 'num_groups', 'rtn_quantize', 'gptq_quantize', 'pack_rows', 'unpack_rows', 'pack_gptq',
-           'unpack_gptq', 'kernel_group', 'GPTQLinear', 'pydoc_tokens', 'calibration_windows', 'perplexity', 'hf_parts',
-           'get_module', 'set_module', 'check_layer_shapes', 'QuantizeReport', 'quantize_model', 'float_tensors',
-           'save_gptq', 'parse_quant_config', 'take_gptq_tensors', 'build_gptq_model', 'linear_weight_bytes']
+__all__ = ['SUPPORTED_BITS', 'INT4_GEMM_SRC', 'KERNEL_GROUPS', 'QUANT_TARGETS', 'check_quant_args', 'quant_grid',
+           'quantize_codes', 'QuantizedWeight', 'num_groups', 'rtn_quantize', 'gptq_quantize', 'pack_rows',
+           'unpack_rows', 'pack_gptq', 'unpack_gptq', 'int4_cpu_kernel', 'cpp_group', 'kernel_group', 'GPTQLinear',
+           'pydoc_tokens', 'calibration_windows', 'perplexity', 'hf_parts', 'get_module', 'set_module',
+           'check_layer_shapes', 'QuantizeReport', 'quantize_model', 'float_tensors', 'save_gptq', 'parse_quant_config',
+           'take_gptq_tensors', 'build_gptq_model', 'linear_weight_bytes']
 
 # %% ../nbs/70_gptq.ipynb #4e083a14
 SUPPORTED_BITS = (2, 4, 8)   # the widths that pack evenly into int32; 4 has the fast kernels
@@ -152,6 +153,129 @@ def unpack_gptq(t: dict, bits: int, group_size: int) -> QuantizedWeight:
     return QuantizedWeight(q, t['scales'], zeros.int().contiguous(), t['g_idx'].int(), bits, group_size)
 
 # %% ../nbs/70_gptq.ipynb #87227bee
+INT4_GEMM_SRC = r'''
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define FOLO_AVX2 1
+#endif
+
+// y[M, N] = x[M, K] W^T with W[n, k] = s[g, n] * (q[k, n] - z[g, n]) for input row k in group g (groups of gs rows,
+// the last one may be shorter). codes int32 [N/16, K/8, 16]: the 8 nibbles of codes[t, r, c] are q[8r .. 8r+7, 16t + c]
+// (GPTQ's qweight cut into tiles of 16 outputs). s, z: float16 [N/16, G, 16]. Per group: y += s * (sum q x - z * sum x).
+template <int MB>   // activation rows per pass
+static void tile_rows(const float* x, int64_t K, const float* xsum, int64_t G, int64_t gs, const int32_t* codes,
+                      const at::Half* sc, const at::Half* zr, float* y, int64_t N) {
+  float acc[MB][16] = {};
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t r0 = g * gs / 8, r1 = std::min<int64_t>((g + 1) * gs, K) / 8;
+    const at::Half* s = sc + g * 16; const at::Half* z = zr + g * 16;
+#ifdef FOLO_AVX2
+    constexpr int A = MB == 1 ? 4 : MB == 2 ? 2 : 1;      // independent FMA chains per output vector (hide FMA latency)
+    __m256 ga[MB][2][A];
+    for (int m = 0; m < MB; m++) for (int h = 0; h < 2; h++) for (int a = 0; a < A; a++) ga[m][h][a] = _mm256_setzero_ps();
+    const __m256i mask = _mm256_set1_epi32(15);
+    for (int64_t r = r0; r < r1; r++) {
+      __m256i w0 = _mm256_loadu_si256((const __m256i*)(codes + r * 16));
+      __m256i w1 = _mm256_loadu_si256((const __m256i*)(codes + r * 16 + 8));
+      const float* xr = x + r * 8;
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++) {                         // nibble j of every code: input row 8r + j
+        __m256 c0 = _mm256_cvtepi32_ps(_mm256_and_si256(w0, mask));
+        __m256 c1 = _mm256_cvtepi32_ps(_mm256_and_si256(w1, mask));
+        w0 = _mm256_srli_epi32(w0, 4); w1 = _mm256_srli_epi32(w1, 4);
+        for (int m = 0; m < MB; m++) {
+          __m256 xb = _mm256_broadcast_ss(xr + m * K + j);
+          ga[m][0][j % A] = _mm256_fmadd_ps(c0, xb, ga[m][0][j % A]);
+          ga[m][1][j % A] = _mm256_fmadd_ps(c1, xb, ga[m][1][j % A]);
+        }
+      }
+    }
+    const __m256 s0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)s)), s1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + 8)));
+    const __m256 z0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)z)), z1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(z + 8)));
+    for (int m = 0; m < MB; m++) {
+      __m256 t0 = ga[m][0][0], t1 = ga[m][1][0];
+      for (int a = 1; a < A; a++) { t0 = _mm256_add_ps(t0, ga[m][0][a]); t1 = _mm256_add_ps(t1, ga[m][1][a]); }
+      const __m256 xs = _mm256_set1_ps(xsum[m * G + g]);
+      _mm256_storeu_ps(acc[m], _mm256_fmadd_ps(s0, _mm256_fnmadd_ps(z0, xs, t0), _mm256_loadu_ps(acc[m])));
+      _mm256_storeu_ps(acc[m] + 8, _mm256_fmadd_ps(s1, _mm256_fnmadd_ps(z1, xs, t1), _mm256_loadu_ps(acc[m] + 8)));
+    }
+#else
+    float ga[MB][16] = {};
+    for (int64_t r = r0; r < r1; r++)
+      for (int c = 0; c < 16; c++) {
+        uint32_t w = (uint32_t)codes[r * 16 + c];
+        for (int j = 0; j < 8; j++, w >>= 4)
+          for (int m = 0; m < MB; m++) ga[m][c] += (float)(w & 15u) * x[m * K + r * 8 + j];
+      }
+    for (int m = 0; m < MB; m++)
+      for (int c = 0; c < 16; c++) acc[m][c] += (float)s[c] * (ga[m][c] - (float)z[c] * xsum[m * G + g]);
+#endif
+  }
+  for (int m = 0; m < MB; m++) std::copy(acc[m], acc[m] + 16, y + m * N);
+}
+
+torch::Tensor int4_gemm(torch::Tensor x, torch::Tensor codes, torch::Tensor scales, torch::Tensor zeros, int64_t gs) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.is_contiguous(), "int4_gemm: x must be a contiguous float32 [M, K]");
+  TORCH_CHECK(codes.scalar_type() == torch::kInt32 && scales.scalar_type() == torch::kHalf && zeros.scalar_type() == torch::kHalf
+              && codes.is_contiguous() && scales.is_contiguous() && zeros.is_contiguous(),
+              "int4_gemm: codes must be contiguous int32, scales and zeros contiguous float16");
+  const int64_t M = x.size(0), K = x.size(1), T = codes.size(0), N = T * 16, G = scales.size(1);
+  TORCH_CHECK(codes.dim() == 3 && codes.size(1) * 8 == K && codes.size(2) == 16 && gs % 8 == 0 && K % 8 == 0
+              && (G - 1) * gs < K && G * gs >= K && scales.size(0) == T && zeros.sizes() == scales.sizes(),
+              "int4_gemm: shapes do not match");
+  auto y = torch::empty({M, N}, x.options());
+  auto xsum = torch::empty({M, G}, x.options());
+  const float* xp = x.data_ptr<float>(); float* xs = xsum.data_ptr<float>();
+  for (int64_t m = 0; m < M; m++)                           // each group's activation sum, once per row
+    for (int64_t g = 0; g < G; g++) {
+      float s = 0.f;
+      for (int64_t k = g * gs; k < std::min<int64_t>((g + 1) * gs, K); k++) s += xp[m * K + k];
+      xs[m * G + g] = s;
+    }
+  const int32_t* cp = codes.data_ptr<int32_t>(); float* yp = y.data_ptr<float>();
+  const at::Half* sp = scales.data_ptr<at::Half>(); const at::Half* zp = zeros.data_ptr<at::Half>();
+  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {   // threads split the output tiles
+    for (int64_t t = t0; t < t1; t++)
+      for (int64_t m0 = 0; m0 < M; m0 += 4) {
+        const int64_t mb = std::min<int64_t>(4, M - m0);
+        const int32_t* ct = cp + t * (K / 8) * 16; const at::Half* st = sp + t * G * 16; const at::Half* zt = zp + t * G * 16;
+        const float* xm = xp + m0 * K; const float* xsm = xs + m0 * G; float* ym = yp + m0 * N + t * 16;
+        if (mb == 4) tile_rows<4>(xm, K, xsm, G, gs, ct, st, zt, ym, N);
+        else if (mb == 3) tile_rows<3>(xm, K, xsm, G, gs, ct, st, zt, ym, N);
+        else if (mb == 2) tile_rows<2>(xm, K, xsm, G, gs, ct, st, zt, ym, N);
+        else tile_rows<1>(xm, K, xsm, G, gs, ct, st, zt, ym, N);
+      }
+  });
+  return y;
+}
+'''
+
+_int4_gemm, _int4_gemm_error, _int4_gemm_lock = None, None, threading.Lock()
+
+def int4_cpu_kernel():
+    "Our compiled 4-bit GEMM (built on first use, ~40 s, then loaded from torch's extension cache); raises if it cannot build."
+    global _int4_gemm, _int4_gemm_error
+    with _int4_gemm_lock:
+        if _int4_gemm is None and _int4_gemm_error is None:
+            try:
+                from torch.utils.cpp_extension import load_inline
+                mod = load_inline('folovllm_int4_gemm', cpp_sources=INT4_GEMM_SRC, functions=['int4_gemm'],
+                                  extra_cflags=['-O3', '-march=native', '-fopenmp'], extra_ldflags=['-fopenmp'], verbose=False)
+                _int4_gemm = mod.int4_gemm
+            except Exception as e: _int4_gemm_error = e
+        if _int4_gemm is None: raise RuntimeError(f'the cpp int4 kernel could not be built: {_int4_gemm_error}')
+    return _int4_gemm
+
+def cpp_group(g_idx: torch.Tensor, group_size: int) -> int | None:
+    "The group size the `cpp` kernel runs with: groups must be contiguous runs of it after sorting by group (the last may be shorter), a multiple of 8."
+    K = g_idx.numel()
+    gs = K if group_size == -1 else group_size
+    if gs % 8 or K % 8: return None
+    return gs if torch.equal(torch.sort(g_idx.long().cpu()).values, torch.arange(K) // gs) else None
+
+# %% ../nbs/70_gptq.ipynb #c9f755b8
 KERNEL_GROUPS = (256, 128, 64, 32)    # the group sizes torch's int4 kernels accept
 
 def kernel_group(g_idx: torch.Tensor) -> int | None:
@@ -161,7 +285,7 @@ def kernel_group(g_idx: torch.Tensor) -> int | None:
     return next((k for k in KERNEL_GROUPS if bool((counts % k == 0).all())), None)
 
 class GPTQLinear(nn.Module):
-    "A linear layer with GPTQ weights: `reference` (dequantize, then matmul) or `int4` (torch's int4 matmul kernels)."
+    "A linear layer with GPTQ weights: `reference` (dequantize, then matmul), `int4` (torch's int4 kernels) or `cpp` (ours, CPU)."
     def __init__(self, qweight, qzeros, scales, g_idx, bits: int, group_size: int, bias=None, kernel: str = 'auto',
                  device=None, name: str = 'GPTQLinear'):
         super().__init__()
@@ -173,15 +297,41 @@ class GPTQLinear(nn.Module):
         self.register_buffer('bias', None if bias is None else bias.to(device))
         if self.kernel == 'reference':
             for n, v in (('qweight', qweight), ('qzeros', qzeros), ('scales', scales), ('g_idx', g_idx)): self.register_buffer(n, v.to(device))
-        else: self._prepack(unpack_gptq(dict(qweight=qweight, qzeros=qzeros, scales=scales, g_idx=g_idx), bits, group_size), device)
+        else:
+            w = unpack_gptq(dict(qweight=qweight, qzeros=qzeros, scales=scales, g_idx=g_idx), bits, group_size)
+            self._prepack_cpp(w, device) if self.kernel == 'cpp' else self._prepack(w, device)
 
     def choose_kernel(self, kernel: str, bits: int, g_idx, device) -> str:
         kernel = os.environ.get('FOLOVLLM_GPTQ_KERNEL', kernel)
-        if kernel not in ('auto', 'reference', 'int4'): raise ValueError(f"{self.name}: kernel={kernel!r} must be 'auto', 'reference' or 'int4'")
+        if kernel not in ('auto', 'reference', 'int4', 'cpp'):
+            raise ValueError(f"{self.name}: kernel={kernel!r} must be 'auto', 'reference', 'int4' or 'cpp'")
         ok = bits == 4 and device.type in ('cpu', 'cuda') and kernel_group(g_idx) is not None and self.out_features % 8 == 0
+        cpp_ok = bits == 4 and device.type == 'cpu' and cpp_group(g_idx, self.group_size) is not None and self.out_features % 16 == 0
         if kernel == 'int4' and not ok:
             raise ValueError(f'{self.name}: the int4 kernel needs 4-bit codes, groups that are multiples of 32 rows and a CPU or CUDA device')
+        if kernel == 'cpp':
+            if not cpp_ok: raise ValueError(f'{self.name}: the cpp kernel needs 4-bit codes on CPU, groups of a multiple of 8 rows '
+                                            f'and out_features a multiple of 16 (here {self.out_features})')
+            int4_cpu_kernel()                                                     # raises, saying why, if it cannot build
+            return 'cpp'
+        if kernel == 'auto' and cpp_ok:
+            try: int4_cpu_kernel(); return 'cpp'
+            except RuntimeError as e:
+                if not getattr(GPTQLinear, '_warned', False):
+                    GPTQLinear._warned = True
+                    warnings.warn(f"{e}; falling back to torch's int4 kernel", stacklevel=2)
         return 'int4' if kernel == 'int4' or (kernel == 'auto' and ok) else 'reference'
+
+    def _prepack_cpp(self, w: QuantizedWeight, device):
+        "Sort input rows by group, re-pack the codes GPTQ's way and cut them into tiles of 16 outputs; float16 scales and zeros."
+        perm = torch.argsort(w.g_idx.long(), stable=True)
+        self.register_buffer('perm', None if torch.equal(perm, torch.arange(len(perm))) else perm)
+        gs = self.kernel_group = cpp_group(w.g_idx, self.group_size)
+        N, K, G = self.out_features, self.in_features, w.scales.shape[0]
+        tiles = lambda t, rows: t.reshape(rows, N // 16, 16).permute(1, 0, 2).contiguous()
+        self.register_buffer('codes', tiles(pack_rows(w.q[:, perm].t(), 4), K // 8))            # [N/16, K/8, 16] int32
+        self.register_buffer('scales16', tiles(w.scales.half(), G))                              # [N/16, G, 16]
+        self.register_buffer('zeros16', tiles(w.zeros.half(), G))
 
     def _prepack(self, w: QuantizedWeight, device):
         "Sort input rows by group, then pack codes and (scale, offset) pairs in the kernel's layout."
@@ -208,6 +358,9 @@ class GPTQLinear(nn.Module):
     def forward(self, x):                                                        # x [M, in]
         if self.kernel == 'reference': return F.linear(x, self.dequantize(x.dtype), self.bias)
         xs = x if self.perm is None else x.index_select(-1, self.perm)
+        if self.kernel == 'cpp':
+            y = int4_cpu_kernel()(xs.float().contiguous(), self.codes, self.scales16, self.zeros16, self.kernel_group).to(x.dtype)
+            return y if self.bias is None else y + self.bias.to(x.dtype)
         mm = torch.ops.aten._weight_int4pack_mm_for_cpu if x.device.type == 'cpu' else torch.ops.aten._weight_int4pack_mm
         y = mm(xs.to(torch.bfloat16).contiguous(), self.packed, self.kernel_group, self.scale_offset).to(x.dtype)
         return y if self.bias is None else y + self.bias.to(x.dtype)
@@ -216,9 +369,9 @@ class GPTQLinear(nn.Module):
     def weight_bytes(self) -> int: return sum(b.numel() * b.element_size() for n, b in self.named_buffers() if n != 'bias')
 
     def extra_repr(self):
-        return (f'{self.in_features}→{self.out_features}, bits={self.bits}, group_size={self.group_size}, kernel={self.kernel}'
-                + (f' (groups of {self.kernel_group}, act-order)' if self.kernel == 'int4' and self.perm is not None else
-                   f' (groups of {self.kernel_group})' if self.kernel == 'int4' else ''))
+        if self.kernel == 'reference': return f'{self.in_features}→{self.out_features}, bits={self.bits}, group_size={self.group_size}, kernel=reference'
+        return (f'{self.in_features}→{self.out_features}, bits={self.bits}, group_size={self.group_size}, kernel={self.kernel} '
+                f'(groups of {self.kernel_group}' + (', act-order)' if self.perm is not None else ')'))
 
     @classmethod
     def from_quantized(cls, w: QuantizedWeight, bias=None, **kw) -> GPTQLinear:
