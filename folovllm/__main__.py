@@ -185,14 +185,16 @@ def cmd_quantize(a):
     import warnings
     with warnings.catch_warnings(record=True) as said:           # shown as one plain line each, not with a source line
         warnings.simplefilter('always')
-        rep = quantize_model(model, calib, a.bits, a.group_size, a.sym, a.desc_act, a.method, a.damp, progress=not a.quiet)
+        rep = quantize_model(model, calib, a.bits, a.group_size, a.sym, a.desc_act, a.method, a.damp, progress=not a.quiet,
+                             lm_head=a.lm_head)
     for w in said: print(f'warning: {w.message}', file=sys.stderr)
     if out.exists() and a.overwrite: shutil.rmtree(out) if out.is_dir() else out.unlink()
     save_gptq(model, rep, out, ckpt.tokenizer, ckpt.config)
     gen = Path(ckpt.source) / 'generation_config.json'
     if gen.is_file(): shutil.copy(gen, out / 'generation_config.json')
     after = linear_weight_bytes(model)
-    print(f'{a.method} {a.bits}-bit group_size={a.group_size}{" act-order" if a.desc_act else ""}{" sym" if a.sym else ""}: '
+    print(f'{a.method} {a.bits}-bit group_size={a.group_size}{" act-order" if a.desc_act else ""}{" sym" if a.sym else ""}'
+          f'{" +lm_head" if a.lm_head else ""}: '
           f'{len(model.layers)} layers in {rep.seconds:.1f} s (total {time.perf_counter() - t0:.1f} s); linear weights '
           f'{before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB; wrote {out}', file=sys.stderr)
     print(out)
@@ -238,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--group-size', type=int, default=128, help='input columns per scale, -1 = one group per row (default 128)')
     q.add_argument('--desc-act', action='store_true', help='act-order: quantize the most active input columns first')
     q.add_argument('--sym', action='store_true', help='symmetric grid (zero point fixed at the middle level)')
+    q.add_argument('--lm-head', action='store_true', help="quantize the LM head too (GPTQModel's lm_head; a tied embedding stays float)")
     q.add_argument('--method', default='gptq', choices=['gptq', 'rtn'], help='gptq (default) or rtn (round-to-nearest, no calibration)')
     q.add_argument('--nsamples', type=int, default=128, help='calibration windows (default 128)')
     q.add_argument('--seqlen', type=int, default=512, help='tokens per calibration window (default 512)')

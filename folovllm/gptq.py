@@ -424,19 +424,22 @@ def set_module(root: nn.Module, path: str, module: nn.Module):
     *parent, last = path.split('.')
     setattr(get_module(root, '.'.join(parent)) if parent else root, last, module)
 
-def check_layer_shapes(model: CausalLM, bits: int, group_size: int):
-    """Before any work: every linear layer must pack (in_features and each projection's rows a multiple of 32 // bits)
-    and hold at least one whole group. A group size that does not divide in_features is allowed, with a warning."""
+def check_layer_shapes(model: CausalLM, bits: int, group_size: int, lm_head: bool = False):
+    """Before any work: every linear layer (and the LM head if asked) must pack (in_features and each projection's rows
+    a multiple of 32 // bits) and hold at least one whole group. A group size that does not divide in_features is
+    allowed, with a warning."""
     per, ragged = 32 // bits, {}
-    for target in QUANT_TARGETS:
-        lin = get_module(model.layers[0], target)
-        for part, rows in hf_parts(model.args, target):
+    heads = [('lm_head', [('lm_head', None)])] if lm_head else []
+    for target, parts in [(t, hf_parts(model.args, t)) for t in QUANT_TARGETS] + heads:
+        lin = model.lm_head if target == 'lm_head' else get_module(model.layers[0], target)
+        for part, rows in parts:
             rows = rows or lin.out_features
+            where = part if part == 'lm_head' else f'model.layers.*.{part}'
             if lin.in_features % per or rows % per:
-                raise ValueError(f'model.layers.*.{part}: shape [{rows}, {lin.in_features}] does not pack in {bits}-bit GPTQ '
+                raise ValueError(f'{where}: shape [{rows}, {lin.in_features}] does not pack in {bits}-bit GPTQ '
                                  f'(both sides must be multiples of {per})')
             if group_size > lin.in_features:
-                raise ValueError(f'model.layers.*.{part}: group_size={group_size} is larger than in_features={lin.in_features}; '
+                raise ValueError(f'{where}: group_size={group_size} is larger than in_features={lin.in_features}; '
                                  f'use group_size=-1 for one group per row')
             if group_size != -1 and lin.in_features % group_size: ragged.setdefault(lin.in_features, []).append(part.split('.')[-1])
     for in_f, parts in ragged.items():
@@ -455,14 +458,15 @@ class QuantizeReport:
 @torch.no_grad()
 def quantize_model(model: CausalLM, calib: torch.Tensor | None = None, bits: int = 4, group_size: int = 128, sym: bool = False,
                    desc_act: bool = False, method: str = 'gptq', damp: float = 0.01, block_size: int = 128,
-                   kernel: str = 'auto', progress: bool = True) -> QuantizeReport:
-    "Quantize `model`'s linear layers in place (GPTQ layer by layer on `calib` [n, seqlen], or RTN), replacing them by `GPTQLinear`."
+                   kernel: str = 'auto', progress: bool = True, lm_head: bool = False) -> QuantizeReport:
+    """Quantize `model`'s linear layers in place (GPTQ layer by layer on `calib` [n, seqlen], or RTN), replacing them by
+    `GPTQLinear`; with `lm_head=True` the LM head too (GPTQModel's `lm_head`), calibrated on the final norm's outputs."""
     check_quant_args(bits, group_size, 'quantize_model')
     if method not in ('gptq', 'rtn'): raise ValueError(f"quantize_model: method={method!r} must be 'gptq' or 'rtn'")
     if method == 'gptq' and (calib is None or calib.ndim != 2): raise ValueError('quantize_model: GPTQ needs calibration tokens [nsamples, seqlen]')
     if any(isinstance(get_module(l, t), GPTQLinear) for l in model.layers for t in QUANT_TARGETS):
         raise ValueError('quantize_model: the model is already quantized')
-    check_layer_shapes(model, bits, group_size)
+    check_layer_shapes(model, bits, group_size, lm_head)
     args, t0, dev = model.args, time.perf_counter(), model.embed_tokens.weight.device
     tensors, losses = {}, []
     if method == 'gptq':
@@ -505,8 +509,18 @@ def quantize_model(model: CausalLM, calib: torch.Tensor | None = None, bits: int
                                             name=f'model.layers.{i}.{t}'))
         losses.append(layer_loss)
         if method == 'gptq': xs = [layer(x, cos, sin) for x in xs]           # the quantized layer feeds the next one
+    if lm_head:                                                               # its input: the final norm of the quantized model
+        W = model.lm_head.weight.detach().float().cpu()
+        if method == 'gptq':
+            H = torch.zeros(args.hidden_size, args.hidden_size, device=dev)
+            for x in xs: h = model.norm(x).float(); H.addmm_(h.t(), h)
+            qw = gptq_quantize(W, 2 * H.cpu() / (len(xs) * seqlen), bits, group_size, sym, desc_act, damp, block_size)
+        else: qw = rtn_quantize(W, bits, group_size, sym)
+        full = pack_gptq(qw)
+        tensors.update({f'lm_head.{k}': v for k, v in full.items()})
+        model.lm_head = GPTQLinear(**full, bits=bits, group_size=group_size, kernel=kernel, device=dev, name='lm_head')
     qc = dict(quant_method='gptq', bits=bits, group_size=group_size, desc_act=desc_act, sym=sym, damp_percent=damp,
-              true_sequential=False, static_groups=False, lm_head=False, checkpoint_format='gptq',
+              true_sequential=False, static_groups=False, lm_head=lm_head, checkpoint_format='gptq',
               meta=dict(quantizer='folovllm', method=method))
     model.quant_config = qc
     return QuantizeReport(tensors, qc, time.perf_counter() - t0, losses)
@@ -527,6 +541,7 @@ def save_gptq(model: CausalLM, report: QuantizeReport, directory, tokenizer, con
     save_file({**float_tensors(model), **report.tensors}, str(d / 'model.safetensors'), metadata={'format': 'pt'})
     dtype = str(model.embed_tokens.weight.dtype).removeprefix('torch.')
     cfg = {k: v for k, v in config.items() if k != 'quantization_config'}
+    if report.quant_config.get('lm_head'): cfg['tie_word_embeddings'] = False   # the head is its own (quantized) tensor now
     (d / 'config.json').write_text(json.dumps({**cfg, 'torch_dtype': dtype, 'quantization_config': report.quant_config}, indent=1))
     (d / 'quantize_config.json').write_text(json.dumps(report.quant_config, indent=1))
     tokenizer.save_pretrained(str(d))
@@ -538,7 +553,6 @@ def parse_quant_config(qc: dict) -> tuple[int, int, bool]:
     if fmt != 'gptq': raise ValueError(f"quantization_config: checkpoint_format={fmt!r} is not supported (only 'gptq')")
     bits, gs = qc.get('bits'), qc.get('group_size', -1)
     check_quant_args(bits, gs, 'quantization_config')
-    if qc.get('lm_head'): raise ValueError('quantization_config: a quantized lm_head is not supported')
     return bits, gs, bool(qc.get('desc_act', False))
 
 def take_gptq_tensors(sd: dict, prefix: str, in_f: int, rows: int, bits: int, gs: int, bias: bool) -> dict:
@@ -582,6 +596,9 @@ def build_gptq_model(args: ModelArgs, state_dict: dict, qc: dict, dtype=torch.fl
             bias = torch.cat([p['bias'] for p in parts]).to(dtype) if lin.bias is not None else None
             set_module(layer, t, GPTQLinear(**cat, g_idx=parts[0]['g_idx'], bits=bits, group_size=gs, bias=bias,
                                             kernel=kernel, device=device, name=f'model.layers.{i}.{t}'))
+    if qc.get('lm_head'):                                               # GPTQModel's quantized LM head (the embedding stays float)
+        head = take_gptq_tensors(sd, 'lm_head', args.hidden_size, args.vocab_size, bits, gs, False)
+        model.lm_head = GPTQLinear(**head, bits=bits, group_size=gs, kernel=kernel, device=device, name='lm_head')
     load_hf_weights(model, sd)                                          # the float layers: same checks as an unquantized model
     model.quant_config = dict(qc)
     return model.eval().requires_grad_(False)

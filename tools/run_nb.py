@@ -2,7 +2,10 @@
 (`#| gpu`, `#| slow`, `#| notest`) unless that flag is passed with --flags. A skipped cell keeps the
 outputs it had, so numbers recorded on a GPU machine or by a slow benchmark stay in the notebook.
 
-    python tools/run_nb.py nbs/10_model.ipynb [--flags slow] [--timeout 1800]
+    python tools/run_nb.py nbs/10_model.ipynb [--flags slow] [--timeout 1800] [--cells 57,58]
+
+`--cells` also runs the flagged code cells with those indices (0-based, among all cells), for a self-contained
+slow cell that can be measured on its own.
 """
 import argparse, re, time
 from pathlib import Path
@@ -19,15 +22,15 @@ def cell_flags(src):
 
 class FlaggedExecutePreprocessor(ExecutePreprocessor):
     "Run every code cell except those whose flags are in `skip`."
-    skip = set()
+    skip, also = set(), set()
     def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type == 'code' and cell_flags(cell.source) & self.skip: return cell, resources
+        if cell.cell_type == 'code' and cell_flags(cell.source) & self.skip and index not in self.also: return cell, resources
         return super().preprocess_cell(cell, resources, index)
 
-def run(path, flags=(), timeout=1800):
+def run(path, flags=(), timeout=1800, cells=()):
     nb = nbformat.read(path, as_version=4)
     ep = FlaggedExecutePreprocessor(timeout=timeout, kernel_name='python3')
-    ep.skip = SKIP - set(flags)
+    ep.skip, ep.also = SKIP - set(flags), set(cells)
     t0 = time.time()
     ep.preprocess(nb, {'metadata': {'path': str(Path(path).parent)}})
     nbformat.write(nb, path)
@@ -48,5 +51,6 @@ if __name__ == '__main__':
     ap.add_argument('paths', nargs='+')
     ap.add_argument('--flags', default='', help='space-separated flags to run anyway, e.g. "slow"')
     ap.add_argument('--timeout', type=int, default=1800)
+    ap.add_argument('--cells', default='', help='comma-separated indices of flagged cells to run anyway')
     a = ap.parse_args()
-    for p in a.paths: run(p, a.flags.split(), a.timeout)
+    for p in a.paths: run(p, a.flags.split(), a.timeout, [int(c) for c in a.cells.split(',') if c.strip()])
