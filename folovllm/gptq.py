@@ -297,9 +297,11 @@ class GPTQLinear(nn.Module):
         self.register_buffer('bias', None if bias is None else bias.to(device))
         if self.kernel == 'reference':
             for n, v in (('qweight', qweight), ('qzeros', qzeros), ('scales', scales), ('g_idx', g_idx)): self.register_buffer(n, v.to(device))
-        else:
+        else:                                                                     # both fast kernels: input rows sorted by group
             w = unpack_gptq(dict(qweight=qweight, qzeros=qzeros, scales=scales, g_idx=g_idx), bits, group_size)
-            self._prepack_cpp(w, device) if self.kernel == 'cpp' else self._prepack(w, device)
+            perm = torch.argsort(w.g_idx.long(), stable=True)
+            self.register_buffer('perm', None if torch.equal(perm, torch.arange(len(perm))) else perm.to(device))
+            self._prepack_cpp(w, perm) if self.kernel == 'cpp' else self._prepack(w, perm, device)
 
     def choose_kernel(self, kernel: str, bits: int, g_idx, device) -> str:
         kernel = os.environ.get('FOLOVLLM_GPTQ_KERNEL', kernel)
@@ -322,10 +324,8 @@ class GPTQLinear(nn.Module):
                     warnings.warn(f"{e}; falling back to torch's int4 kernel", stacklevel=2)
         return 'int4' if kernel == 'int4' or (kernel == 'auto' and ok) else 'reference'
 
-    def _prepack_cpp(self, w: QuantizedWeight, device):
-        "Sort input rows by group, re-pack the codes GPTQ's way and cut them into tiles of 16 outputs; float16 scales and zeros."
-        perm = torch.argsort(w.g_idx.long(), stable=True)
-        self.register_buffer('perm', None if torch.equal(perm, torch.arange(len(perm))) else perm)
+    def _prepack_cpp(self, w: QuantizedWeight, perm):
+        "Re-pack the sorted codes GPTQ's way and cut them into tiles of 16 outputs; float16 scales and zeros."
         gs = self.kernel_group = cpp_group(w.g_idx, self.group_size)
         N, K, G = self.out_features, self.in_features, w.scales.shape[0]
         tiles = lambda t, rows: t.reshape(rows, N // 16, 16).permute(1, 0, 2).contiguous()
@@ -333,10 +333,8 @@ class GPTQLinear(nn.Module):
         self.register_buffer('scales16', tiles(w.scales.half(), G))                              # [N/16, G, 16]
         self.register_buffer('zeros16', tiles(w.zeros.half(), G))
 
-    def _prepack(self, w: QuantizedWeight, device):
-        "Sort input rows by group, then pack codes and (scale, offset) pairs in the kernel's layout."
-        perm = torch.argsort(w.g_idx.long(), stable=True)
-        self.register_buffer('perm', None if torch.equal(perm, torch.arange(len(perm))) else perm.to(device))
+    def _prepack(self, w: QuantizedWeight, perm, device):
+        "Pack the sorted codes and (scale, offset) pairs in torch's int4 layout."
         kg = self.kernel_group = kernel_group(w.g_idx)
         codes = w.q[:, perm].to(device)                                          # [out, in], groups now contiguous
         g = w.g_idx.long()[perm][::kg]                                           # GPTQ group of each kernel group
