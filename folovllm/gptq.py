@@ -257,6 +257,7 @@ _int4_gemm, _int4_gemm_error, _int4_gemm_lock = None, None, threading.Lock()
 def int4_cpu_kernel():
     "Our compiled 4-bit GEMM (built on first use, ~40 s, then loaded from torch's extension cache); raises if it cannot build."
     global _int4_gemm, _int4_gemm_error
+    if _int4_gemm is not None: return _int4_gemm                             # built: no lock on the per-call path
     with _int4_gemm_lock:
         if _int4_gemm is None and _int4_gemm_error is None:
             try:
