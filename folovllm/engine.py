@@ -277,8 +277,9 @@ def step(self: LLMEngine) -> list[RequestOutput]:
         if inp.sample_rows[i] is None: continue         # mid-prompt: its first token comes with its last chunk
         samples += [(s.request, q, inp.sample_rows[i]) for q in [s.seq] + self._fork(s)]
     if not samples: return outs
-    tokens, logprobs, tops = sample_next(self.lm, self.sampler, [r for r, _, _ in samples],
-                                         logits[[row for *_, row in samples]], [q for _, q, _ in samples])
+    picked = [row for *_, row in samples]
+    if picked != list(range(logits.shape[0])): logits = logits[picked]   # usually every row once, in order: no copy
+    tokens, logprobs, tops = sample_next(self.lm, self.sampler, [r for r, _, _ in samples], logits, [q for _, q, _ in samples])
     now, moved = time.perf_counter(), {}
     for i, (req, seq, _) in enumerate(samples):
         moved[req.request_id] = req
