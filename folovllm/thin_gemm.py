@@ -124,7 +124,9 @@ def set_thin_gemm(enabled: bool):
 def packed_weight(layer: Linear, kernel) -> torch.Tensor:
     "The layer's weight packed into 16-column panels, repacked when the weight changed since the last pack."
     w = layer.weight
-    key = (w._version, w.data_ptr())
+    try: version = w._version
+    except RuntimeError: version = None        # a weight made under inference_mode has no version counter
+    key = (version, w.data_ptr())
     if getattr(layer, '_packed_key', None) != key:
         layer._packed, layer._packed_key = kernel.pack16(w.detach()), key
     return layer._packed
