@@ -31,6 +31,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['folovllm', 'folovllm.*']),
     include_package_data=True,
+    package_data={'folovllm': ['csrc/*.cpp']},          # the C++ kernels, compiled at first use
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python,

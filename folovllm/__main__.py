@@ -31,8 +31,10 @@ def add_engine_args(p: argparse.ArgumentParser):
                    help='CPU KV budget: bytes, or with a unit like 512MiB or 2GiB (default: 2GiB)')
     g.add_argument('--gpu-memory-utilization', type=float, default=0.9, help='CUDA: share of the card the engine may use (default: 0.9)')
     g.add_argument('--engine', default=None,
-                   help="'prefix' (paged KV cache, chunked prefill and prefix caching: the default), 'chunked' (no prefix caching), "
-                        "'paged' (whole prompts), 'batched' (M2's allocator) or 'simple' (one request at a time)")
+                   help="'simple': the single-request engine (the oracle); or a milestone preset of the one engine: 'prefix' "
+                        "(everything on: the default), 'chunked' (no prefix caching), 'paged' and 'batched' (whole prompts too)")
+    g.add_argument('--linear-kernel', default='auto', choices=['auto', 'torch'],
+                   help="'auto': the packed thin GEMM for float32 CPU matmuls where it builds (default); 'torch': never")
 
 def parse_bytes(text: str) -> int:
     "'2GiB', '512MiB', '64KiB' or a plain number of bytes."
@@ -64,7 +66,7 @@ def make_llm(a):
                max_num_seqs=a.max_num_seqs, max_num_batched_tokens=a.max_num_batched_tokens,
                enable_chunked_prefill=a.enable_chunked_prefill, enable_prefix_caching=a.enable_prefix_caching, block_size=a.block_size,
                num_kv_blocks=a.num_kv_blocks, kv_cache_memory=a.kv_cache_memory,
-               gpu_memory_utilization=a.gpu_memory_utilization)
+               gpu_memory_utilization=a.gpu_memory_utilization, linear_kernel=a.linear_kernel)
 
 def make_params(a):
     from folovllm.config import SamplingParams
@@ -113,22 +115,23 @@ def cmd_serve(a):
     serve(llm, a.host, a.port, a.api_key, a.served_model_name, log_level='info' if a.verbose else 'warning')
 
 def cmd_bench(a):
-    from folovllm.bench import latency_benchmark, format_latency, load_hf_reference
+    from folovllm.bench.latency import latency_benchmark, format_latency
+    from folovllm.bench.throughput import load_hf_reference
     a.threads = a.threads or 2          # the house workloads run on 2 threads
     llm = make_llm(a)
     if a.mode == 'latency':
-        hf = None if a.no_hf else load_hf_reference(llm)
-        res = latency_benchmark(llm, hf, prompt_len=a.prompt_len, output_len=a.output_len, runs=a.runs)
+        hf = None if a.no_hf else load_hf_reference(llm.engine)
+        res = latency_benchmark(llm.engine, hf, prompt_len=a.prompt_len, output_len=a.output_len, runs=a.runs)
         print(json.dumps(res, indent=1) if a.json else format_latency(res))
     elif a.mode == 'throughput':
-        from folovllm.throughput import throughput_benchmark, format_throughput, house_workload
+        from folovllm.bench.throughput import throughput_benchmark, format_throughput, house_workload
         if not 1 <= a.min_len <= a.max_len: raise ValueError(f'--min-len {a.min_len} / --max-len {a.max_len}: need 1 <= min <= max')
         work = house_workload(a.num_prompts, a.min_len, a.max_len, llm.lm.vocab_size, seed=a.workload_seed)
-        hf = None if a.no_hf else load_hf_reference(llm)
-        res = throughput_benchmark(llm, hf, work, baselines=a.baselines.split(','))
+        hf = None if a.no_hf else load_hf_reference(llm.engine)
+        res = throughput_benchmark(llm.engine, hf, work, baselines=a.baselines.split(','))
         print(json.dumps(res, indent=1) if a.json else format_throughput(res))
     elif a.mode == 'serve':
-        from folovllm.throughput import house_workload
+        from folovllm.bench.throughput import house_workload
         from folovllm.server import ServerThread, serve_benchmark, format_serve
         try: levels = [int(c) for c in a.concurrency.split(',')]
         except ValueError: raise ValueError(f'--concurrency {a.concurrency!r}: give comma-separated integers like 1,8,32') from None
@@ -140,10 +143,10 @@ def cmd_bench(a):
         finally: srv.stop()
         print(json.dumps(rows, indent=1) if a.json else format_serve(rows))
     elif a.mode == 'stall':
-        from folovllm.chunked_prefill import stall_benchmark, format_stall
+        from folovllm.bench.stall import stall_benchmark, format_stall
         try: budgets = [None if b == 'off' else int(b) for b in a.budgets.split(',')]
         except ValueError: raise ValueError(f'--budgets {a.budgets!r}: give comma-separated integers (or off) like off,64,256') from None
-        rows = stall_benchmark(llm, budgets, runs=a.runs, num_decodes=a.num_decodes, long_prompt=a.long_prompt)
+        rows = stall_benchmark(llm.engine, budgets, runs=a.runs, num_decodes=a.num_decodes, long_prompt=a.long_prompt)
         for r in rows: r.pop('last_run')
         print(json.dumps(rows, indent=1) if a.json else format_stall(rows))
 
@@ -155,7 +158,7 @@ def cmd_demo(a):
     prompts = ['The three most important ideas in LLM inference are', 'def fibonacci(n):']
     for out in llm.generate(prompts, SamplingParams(temperature=0, max_tokens=48)):
         print(f'--- {out.prompt!r}\n{out.outputs[0].text}\n[TTFT {out.metrics.ttft*1e3:.0f} ms, {out.metrics.tokens_per_s:.1f} tok/s]\n')
-    print('(Both prompts ran in the same batch: continuous batching, notebook 20.)\n')
+    print('(Both prompts ran in the same batch: continuous batching, notebook 21.)\n')
     chat = llm.chat([{'role': 'user', 'content': 'In one sentence, what does a KV cache do?'}], SamplingParams(temperature=0, max_tokens=64))[0]
     print(f"--- chat: 'In one sentence, what does a KV cache do?'\n{chat.outputs[0].text}")
 
@@ -166,7 +169,7 @@ def cmd_quantize(a):
     from folovllm.gptq import check_quant_args, quantize_model, save_gptq, pydoc_tokens, calibration_windows, linear_weight_bytes
     from folovllm.loader import load_checkpoint
     from folovllm.model import ModelArgs, build_model
-    from folovllm.llm import DTYPE_MAP
+    from folovllm.loader import DTYPE_MAP
     check_quant_args(a.bits, a.group_size, 'folovllm quantize')
     if a.nsamples < 1 or a.seqlen < 2: raise ValueError(f'--nsamples {a.nsamples} / --seqlen {a.seqlen}: need at least 1 sample of 2 tokens')
     if not 0 <= a.damp < 1: raise ValueError(f'--damp {a.damp} must be in [0, 1)')

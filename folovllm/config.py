@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 # %% auto #0
-__all__ = ['DTYPES', 'DEVICE_TYPES', 'check', 'is_int', 'is_number', 'ModelConfig', 'CacheConfig', 'SchedulerConfig',
-           'EngineConfig', 'SamplingParams']
+__all__ = ['DTYPES', 'DEVICE_TYPES', 'LINEAR_KERNELS', 'check', 'is_int', 'is_number', 'ModelConfig', 'CacheConfig',
+           'SchedulerConfig', 'EngineConfig', 'SamplingParams']
 
 # %% ../nbs/00_config.ipynb #ef3d5ac7
 def check(ok: bool, owner: str, name: str, value: Any, allowed: str):
@@ -28,6 +28,7 @@ def is_number(x) -> bool:
 # %% ../nbs/00_config.ipynb #b13e1c22
 DTYPES = ('float32', 'bfloat16', 'float16')
 DEVICE_TYPES = ('cpu', 'cuda', 'mps')
+LINEAR_KERNELS = ('auto', 'torch')
 
 @dataclass
 class ModelConfig:
@@ -37,7 +38,8 @@ class ModelConfig:
     device: str = 'cpu'
     max_model_len: int | None = None  # None: the model's own context length
     seed: int = 0
-    quantization: str | None = None   # None (auto-detected from the checkpoint) or 'gptq'
+    quantization: str | None = None   # None: as the checkpoint says; 'gptq': refuse a checkpoint that is not GPTQ
+    linear_kernel: str = 'auto'       # 'auto': the packed thin GEMM (notebook 24) for float32 CPU matmuls where it builds; 'torch': never
 
     def __post_init__(self):
         o = 'ModelConfig'
@@ -51,6 +53,7 @@ class ModelConfig:
               self.max_model_len, 'None or an integer >= 1')
         check(is_int(self.seed), o, 'seed', self.seed, 'an integer')
         check(self.quantization in (None, 'gptq'), o, 'quantization', self.quantization, "None or 'gptq'")
+        check(self.linear_kernel in LINEAR_KERNELS, o, 'linear_kernel', self.linear_kernel, f'one of {LINEAR_KERNELS}')
 
 # %% ../nbs/00_config.ipynb #5bace56b
 @dataclass

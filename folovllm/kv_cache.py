@@ -4,13 +4,11 @@
 
 # %% ../nbs/12_kv_cache.ipynb #dcafa8c3
 from __future__ import annotations
-import math
-from dataclasses import dataclass, field
 import torch
 from .model import CausalLM, naive_attention
 
 # %% auto #0
-__all__ = ['KVCache', 'AttentionMetadata', 'slots_for', 'NaiveBackend', 'CacheContext', 'single_seq_metadata', 'run_step']
+__all__ = ['KVCache', 'slots_for', 'context_index', 'SequenceContext', 'run_step']
 
 # %% ../nbs/12_kv_cache.ipynb #23ea50ef
 class KVCache:
@@ -33,6 +31,12 @@ class KVCache:
         kf, vf = self.k[layer].view(-1, *k.shape[1:]), self.v[layer].view(-1, *v.shape[1:])
         kf.index_copy_(0, slot_mapping, k); vf.index_copy_(0, slot_mapping, v)
 
+    def copy_blocks(self, pairs: list[tuple[int, int]]):
+        "Copy whole blocks (source → destination) in every layer: the copy-on-write a step makes before it writes (M3)."
+        dev = self.k[0].device
+        src, dst = (torch.tensor(x, device=dev) for x in zip(*pairs))
+        for k, v in zip(self.k, self.v): k[dst] = k[src]; v[dst] = v[src]
+
     @property
     def num_bytes(self) -> int: return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
@@ -40,76 +44,38 @@ class KVCache:
         n, bs, hkv, d = self.k[0].shape
         return f'KVCache(layers={len(self.k)}, blocks={n}x{bs} tokens, kv_heads={hkv}, head_dim={d}, {self.num_bytes/2**20:.1f} MiB)'
 
-# %% ../nbs/12_kv_cache.ipynb #1390d710
-@dataclass
-class AttentionMetadata:
-    "Where each sequence's new tokens sit in the flattened batch, and where its context sits in the cache."
-    query_start_loc: list[int]     # [B+1] offsets of each sequence's new tokens in the batch
-    seq_lens: list[int]            # [B] context length after this step (cached + new)
-    slot_mapping: torch.Tensor     # [T] cache slot of every new token
-    block_tables: torch.Tensor     # [B, max_blocks] block ids (padding entries are never read)
-    block_size: int
-
-    _context: list = field(default_factory=list, init=False, repr=False)   # per sequence, computed once per forward
-
-    @property
-    def num_seqs(self) -> int: return len(self.seq_lens)
-
-    def context_slots(self, i: int) -> torch.Tensor:
-        "Cache slots of sequence i's whole context, in position order."
-        n = self.seq_lens[i]
-        nb = (n + self.block_size - 1) // self.block_size
-        blocks = self.block_tables[i, :nb]
-        offs = torch.arange(self.block_size, device=blocks.device)
-        return (blocks[:, None] * self.block_size + offs[None, :]).reshape(-1)[:n]
-
-    def context_index(self, i: int):
-        "Sequence i's context as a `slice` when its blocks are consecutive (a free view), else its slot tensor."
-        if not self._context:
-            for j, n in enumerate(self.seq_lens):
-                nb = (n + self.block_size - 1) // self.block_size
-                bt = self.block_tables[j, :nb].tolist()
-                if bt == list(range(bt[0], bt[0] + nb)): self._context.append(slice(bt[0] * self.block_size, bt[0] * self.block_size + n))
-                else: self._context.append(self.context_slots(j))
-        return self._context[i]
-
+# %% ../nbs/12_kv_cache.ipynb #5ee4f481
 def slots_for(block_table: list[int], positions, block_size: int) -> list[int]:
     "Cache slots of the given positions of a sequence with `block_table`."
     return [block_table[p // block_size] * block_size + p % block_size for p in positions]
 
-# %% ../nbs/12_kv_cache.ipynb #f5b14a48
-class NaiveBackend:
-    "Reference attention: gather each sequence's context from the cache, materialize scores, causal mask."
-    name = 'naive'
-    def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
-        Hkv, D = k_cache.shape[-2:]
-        kf, vf = k_cache.view(-1, Hkv, D), v_cache.view(-1, Hkv, D)
-        qs, ctxs = meta.query_start_loc, [meta.context_index(i) for i in range(meta.num_seqs)]
-        outs = [naive_attention(q[qs[i]:qs[i + 1]], kf[c], vf[c], scale) for i, c in enumerate(ctxs)]
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
+def context_index(block_table: list[int], n: int, block_size: int, device='cpu'):
+    "The cache slots of positions 0 … n-1: a `slice` when their blocks are consecutive (a free view), else a tensor."
+    nb = -(-n // block_size)
+    if block_table[:nb] == list(range(block_table[0], block_table[0] + nb)):
+        return slice(block_table[0] * block_size, block_table[0] * block_size + n)
+    return torch.tensor(slots_for(block_table, range(n), block_size), device=device)
 
-class CacheContext:
-    "The `ctx` the model's attention layers call: write new K/V to the cache, then attend over the context."
-    def __init__(self, kv_cache: KVCache, meta: AttentionMetadata, backend=None):
-        self.kv_cache, self.meta, self.backend = kv_cache, meta, backend or NaiveBackend()
+# %% ../nbs/12_kv_cache.ipynb #06058d84
+class SequenceContext:
+    "The `ctx` the model's attention layers call for one sequence: store the new tokens' K/V, attend over the whole context with `naive_attention`."
+    def __init__(self, kv_cache: KVCache, block_table: list[int], start: int, num_new: int):
+        dev, bs = kv_cache.k[0].device, kv_cache.block_size
+        self.kv_cache = kv_cache
+        self.slots = torch.tensor(slots_for(block_table, range(start, start + num_new), bs), device=dev)   # [T]
+        self.context = context_index(block_table, start + num_new, bs, dev)                               # [S]
 
     def attend(self, layer: int, q, k, v):
-        self.kv_cache.write(layer, self.meta.slot_mapping, k, v)
-        return self.backend.forward(q, self.kv_cache.k[layer], self.kv_cache.v[layer], self.meta, q.shape[-1] ** -0.5)
-
-# %% ../nbs/12_kv_cache.ipynb #1b040ce1
-def single_seq_metadata(start: int, num_new: int, block_table: list[int], block_size: int, device='cpu') -> AttentionMetadata:
-    "Metadata for one sequence computing positions start … start+num_new-1."
-    slots = slots_for(block_table, range(start, start + num_new), block_size)
-    return AttentionMetadata([0, num_new], [start + num_new], torch.tensor(slots, device=device),
-                             torch.tensor([block_table], device=device), block_size)
+        self.kv_cache.write(layer, self.slots, k, v)
+        Hkv, D = k.shape[1:]
+        kf, vf = self.kv_cache.k[layer].view(-1, Hkv, D), self.kv_cache.v[layer].view(-1, Hkv, D)
+        return naive_attention(q, kf[self.context], vf[self.context], q.shape[-1] ** -0.5)
 
 @torch.inference_mode()
-def run_step(model: CausalLM, kv_cache: KVCache, ids: list[int], start: int, block_table: list[int], backend=None,
+def run_step(model: CausalLM, kv_cache: KVCache, ids: list[int], start: int, block_table: list[int],
              all_logits: bool = False) -> torch.Tensor:
     "Forward `ids` at positions start…; returns logits of the last token [V] (or of all of them [T, V])."
     dev = kv_cache.k[0].device
-    meta = single_seq_metadata(start, len(ids), block_table, kv_cache.block_size, dev)
     hidden = model(torch.tensor(ids, device=dev), torch.arange(start, start + len(ids), device=dev),
-                   CacheContext(kv_cache, meta, backend))
-    return model.compute_logits(hidden if all_logits else hidden[-1:]) if all_logits else model.compute_logits(hidden[-1:])[0]
+                   SequenceContext(kv_cache, block_table, start, len(ids)))
+    return model.compute_logits(hidden) if all_logits else model.compute_logits(hidden[-1:])[0]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_loader.ipynb #cc326ac9
 from __future__ import annotations
-import hashlib, importlib.util, json, os, re, shutil, tempfile, warnings
+import hashlib, importlib.util, json, logging, os, re, shutil, tempfile, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,15 +12,20 @@ import numpy as np, torch, gguf
 from huggingface_hub import constants as hf_constants, snapshot_download
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
+from .config import EngineConfig, check
+from .model import CausalLM, ModelArgs, build_model
+
+logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['DEFAULT_GGUF', 'HUB_ID', 'Q', 'DEQUANTIZERS', 'GGUF_TOP_NAMES', 'GGUF_BLOCK_NAMES', 'GGUF_ARCHS', 'CACHE_VERSION',
-           'Checkpoint', 'default_model_path', 'hub_snapshot', 'resolve_model', 'read_config', 'safetensors_files',
-           'read_index', 'load_tokenizer', 'load_safetensors_dir', 'open_gguf', 'gguf_metadata', 'block_scale',
-           'nibbles', 'dequant_q8_0', 'dequant_q4_0', 'dequant_q4_1', 'dequant_f32', 'dequant_f16', 'dequant_bf16',
-           'torch_shape', 'dequantize_tensor', 'hf_name', 'permute_rope_rows', 'unpermute_rope_rows', 'gguf_config',
-           'gguf_state_dict', 'gguf_tokenizer', 'convert_gguf', 'cache_root', 'cache_key', 'save_cache', 'load_cached',
-           'load_gguf', 'load_checkpoint']
+__all__ = ['logger', 'DEFAULT_GGUF', 'HUB_ID', 'Q', 'DEQUANTIZERS', 'GGUF_TOP_NAMES', 'GGUF_BLOCK_NAMES', 'GGUF_ARCHS',
+           'CACHE_VERSION', 'DTYPE_MAP', 'Checkpoint', 'default_model_path', 'hub_snapshot', 'resolve_model',
+           'read_config', 'safetensors_files', 'read_index', 'load_tokenizer', 'load_safetensors_dir', 'open_gguf',
+           'gguf_metadata', 'block_scale', 'nibbles', 'dequant_q8_0', 'dequant_q4_0', 'dequant_q4_1', 'dequant_f32',
+           'dequant_f16', 'dequant_bf16', 'torch_shape', 'dequantize_tensor', 'hf_name', 'permute_rope_rows',
+           'unpermute_rope_rows', 'gguf_config', 'gguf_state_dict', 'gguf_tokenizer', 'convert_gguf', 'cache_root',
+           'cache_key', 'save_cache', 'load_cached', 'load_gguf', 'load_checkpoint', 'check_device', 'eos_token_ids',
+           'LoadedModel']
 
 # %% ../nbs/11_loader.ipynb #02271c3c
 @dataclass
@@ -295,3 +300,62 @@ def load_checkpoint(model: str | None = None, cache_dir: str | Path | None = Non
     "Load `model` (None = embedded SmolLM2, a .gguf file, a HF directory or a cached hub id) as a Checkpoint."
     path = resolve_model(model)
     return load_safetensors_dir(path) if path.is_dir() else load_gguf(path, cache_dir)
+
+# %% ../nbs/11_loader.ipynb #105a89d8
+DTYPE_MAP = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+def check_device(device: str) -> torch.device:
+    "A torch.device for `device`, or a ValueError if this machine does not have it."
+    dev = torch.device(device)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available on this machine (use device='cpu')")
+    if dev.type == 'mps' and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} requested but MPS is not available on this machine (use device='cpu')")
+    return dev
+
+def eos_token_ids(cfg: dict, source: str) -> list[int]:
+    "EOS ids from config.json plus generation_config.json (when the checkpoint is a directory that has one)."
+    ids = []
+    gen = Path(source) / 'generation_config.json'
+    for c in (cfg, json.loads(gen.read_text()) if gen.is_file() else {}):
+        e = c.get('eos_token_id')
+        ids += [e] if isinstance(e, int) else list(e or [])
+    return list(dict.fromkeys(ids))
+
+class LoadedModel:
+    """A model ready to run: weights, tokenizer, architecture, limits. Float checkpoints are built by `build_model`
+    (every `Linear` given `linear_kernel`); a quantized one by the builder `quant_methods` names for its `quant_method`."""
+    def __init__(self, config: EngineConfig, linear_kernel=None, quant_methods: dict | None = None):
+        mc = config.model_config
+        t0 = time.perf_counter()
+        self.device = check_device(mc.device)
+        ckpt = load_checkpoint(mc.model)
+        self.args = ModelArgs.from_hf(ckpt.config)
+        dtype = DTYPE_MAP[mc.dtype]
+        qc = ckpt.config.get('quantization_config')
+        method = qc.get('quant_method') if isinstance(qc, dict) else None
+        if mc.quantization is not None and method != mc.quantization:
+            raise ValueError(f'ModelConfig.quantization={mc.quantization!r}, but {ckpt.source} is '
+                             + ('not quantized' if qc is None else f'quantized with {method!r}'))
+        if qc is None: self.model: CausalLM = build_model(self.args, ckpt.state_dict, dtype, self.device, linear_kernel)
+        else:
+            builders = quant_methods or {}
+            if method not in builders:
+                raise ValueError(f'quantization_config: quant_method={method!r} is not supported here (supported: '
+                                 f"{sorted(builders) or 'none; LLM loads GPTQ checkpoints'})")
+            self.model = builders[method](self.args, ckpt.state_dict, qc, dtype, self.device)
+        self.tokenizer, self.source = ckpt.tokenizer, ckpt.source
+        limit = self.args.max_position_embeddings
+        check(mc.max_model_len is None or mc.max_model_len <= limit, 'ModelConfig', 'max_model_len', mc.max_model_len,
+              f"<= the model's context length ({limit})")
+        self.max_model_len = mc.max_model_len or limit
+        eos = eos_token_ids(ckpt.config, ckpt.source) or [self.tokenizer.eos_token_id]
+        self.eos_token_id, self.extra_eos_ids = eos[0], eos[1:]
+        self.load_seconds = time.perf_counter() - t0
+        logger.info(f'loaded {self.source} ({self.args.model_type}, {self.args.num_params/1e6:.0f}M params, {mc.dtype}, '
+                    f'{self.device}) in {self.load_seconds:.1f}s; max_model_len={self.max_model_len}')
+
+    @property
+    def vocab_size(self) -> int: return self.args.vocab_size
+
+    def __repr__(self): return f'LoadedModel({Path(self.source).name}, {self.model!r}, max_model_len={self.max_model_len})'

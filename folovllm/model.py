@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['ROPE_TYPES', 'PRESETS', 'SPLIT_MAX_ROWS', 'QUANT_METHODS', 'ModelArgs', 'RMSNorm', 'rope_inv_freq', 'rope_cos_sin',
-           'apply_rope', 'naive_attention', 'row_splits', 'Linear', 'Attention', 'MLP', 'DecoderLayer', 'CausalLM',
-           'hf_to_fused', 'load_hf_weights', 'build_model']
+__all__ = ['ROPE_TYPES', 'PRESETS', 'SPLIT_MAX_ROWS', 'ModelArgs', 'RMSNorm', 'rope_inv_freq', 'rope_cos_sin', 'apply_rope',
+           'naive_attention', 'row_splits', 'Linear', 'Attention', 'MLP', 'DecoderLayer', 'CausalLM', 'hf_to_fused',
+           'load_hf_weights', 'build_model']
 
 # %% ../nbs/10_model.ipynb #43adfb48
 ROPE_TYPES = ('default', 'llama3', 'linear')
@@ -142,14 +142,16 @@ def row_splits(out_features: int) -> int:
     return s
 
 class Linear(nn.Module):
-    "y = x Wᵀ (+ b); on CPU, for up to `SPLIT_MAX_ROWS` rows, W's rows are split into one block per thread so decode GEMVs use every core."
+    "y = x Wᵀ (+ b). On CPU, up to `SPLIT_MAX_ROWS` rows, W's rows are split into one block per thread so decode GEMVs use every core; `kernel`, when set, takes the inputs it `fits`."
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.kernel = None              # a faster matmul for some inputs, chosen when the model is built (notebook 24)
 
     def forward(self, x):                                                    # x [M, in]
+        if self.kernel is not None and self.kernel.fits(self, x): return self.kernel(self, x)
         o, i, M = self.out_features, self.in_features, x.shape[0]
         if x.device.type != 'cpu' or M > SPLIT_MAX_ROWS: return F.linear(x, self.weight, self.bias)
         S = row_splits(o)
@@ -157,7 +159,9 @@ class Linear(nn.Module):
         y = y.view(o, M).t().contiguous()                                    # [M, o]
         return y if self.bias is None else y + self.bias
 
-    def extra_repr(self): return f'{self.in_features}→{self.out_features}, bias={self.bias is not None}'
+    def extra_repr(self):
+        k = '' if self.kernel is None else f', kernel={type(self.kernel).__name__}'
+        return f'{self.in_features}→{self.out_features}, bias={self.bias is not None}{k}'
 
 # %% ../nbs/10_model.ipynb #7c050252
 class Attention(nn.Module):
@@ -266,16 +270,9 @@ def load_hf_weights(model: CausalLM, sd: dict):
             raise ValueError(f'tensor {name}: checkpoint shape {tuple(fused[name].shape)} != model shape {tuple(p.shape)}')
         with torch.no_grad(): p.copy_(fused[name])
 
-QUANT_METHODS = {}   # quant_method (config.json's quantization_config) -> builder(args, state_dict, quant_config, dtype, device); M7 adds 'gptq'
-
 def build_model(args: ModelArgs, state_dict: dict | None = None, dtype=torch.float32, device='cpu',
-                quant_config: dict | None = None) -> CausalLM:
-    "Create a `CausalLM` in `dtype` on `device`, filled from a Hugging Face state dict (random if None), quantized if `quant_config` says so."
-    if quant_config is not None:
-        method = quant_config.get('quant_method') if isinstance(quant_config, dict) else None
-        if method not in QUANT_METHODS:
-            raise ValueError(f"quantization_config: quant_method={method!r} is not supported (supported: {sorted(QUANT_METHODS) or 'none'})")
-        return QUANT_METHODS[method](args, state_dict, quant_config, dtype, device)
+                linear_kernel=None) -> CausalLM:
+    "A `CausalLM` in `dtype` on `device`, filled from a Hugging Face state dict (random if None); every `Linear` gets `linear_kernel`."
     with torch.device('meta'): model = CausalLM(args)
     model = model.to_empty(device=device).to(dtype)
     model.inv_freq = rope_inv_freq(args.head_dim, args.rope_theta, args.rope_scaling).to(device)
@@ -286,4 +283,6 @@ def build_model(args: ModelArgs, state_dict: dict | None = None, dtype=torch.flo
                 p.copy_(torch.ones(p.shape) if name.endswith('norm.weight') else torch.randn(p.shape, generator=g) * 0.02)
             if args.tie_word_embeddings: model.lm_head.weight.copy_(model.embed_tokens.weight)
     else: load_hf_weights(model, state_dict)
+    for m in model.modules():
+        if isinstance(m, Linear): m.kernel = linear_kernel
     return model.eval().requires_grad_(False)

@@ -38,6 +38,18 @@ def min_tokens_bans(params: list[SamplingParams], output_token_ids: list[list[in
     return rows, cols
 
 # %% ../nbs/13_sampling.ipynb #b929913d
+def _build_filters(params, greedy, V):
+    "Per-row top_k / top_p / min_p values (neutral on greedy rows) and the flags derived from them."
+    top_k = [V if g or sp.top_k <= 0 else min(sp.top_k, V) for sp, g in zip(params, greedy)]
+    top_p = [1.0 if g else sp.top_p for sp, g in zip(params, greedy)]
+    min_p = [0.0 if g else sp.min_p for sp, g in zip(params, greedy)]
+    rnd = [(k, p, m) for k, p, m, g in zip(top_k, top_p, min_p, greedy) if not g]      # the random rows
+    max_top_k = max((k for k, _, _ in rnd if k < V), default=V)
+    return dict(top_k=top_k, top_p=top_p, min_p=min_p, max_top_k=max_top_k, no_min_p=all(m == 0 for *_, m in rnd),
+                no_top_k_top_p=all(k == V and p == 1 for k, p, _ in rnd),
+                top_p_candidates=V if any(k == V and p < 1 for k, p, _ in rnd) else max_top_k,
+                all_filtered=bool(rnd) and all(k < V or p < 1 for k, p, _ in rnd))
+
 @dataclass
 class SamplingMetadata:
     "One engine step's sampling parameters for the B rows that sample, as tensors, plus flags to skip unused work."
@@ -53,7 +65,8 @@ class SamplingMetadata:
     prompt_token_ids: torch.Tensor | None # [B, Lp] long padded with V; None when no row has a repetition penalty
     banned: tuple[torch.Tensor, torch.Tensor] | None  # min_tokens: (rows, token ids) set to -inf
     generators: list[torch.Generator | None]
-    shared_rows: list[int]                # random rows without a seed: one draw from the default generator
+    generator: torch.Generator | None     # the engine's: random rows without a seed draw from it
+    shared_rows: list[int]                # random rows without a seed: one draw from `generator` for all of them
     seeded_rows: list[int]                # random rows with a seed: one draw each from their own generator
     num_logprobs: list[int | None]
     max_num_logprobs: int | None
@@ -76,48 +89,34 @@ class SamplingMetadata:
         return (f'SamplingMetadata(B={self.batch_size}, greedy={int(self.greedy.sum())}, seeded={len(self.seeded_rows)}, '
                 f'filters={on}, max_num_logprobs={self.max_num_logprobs})')
 
-# %% ../nbs/13_sampling.ipynb #3c296232
-def _build_filters(params, greedy, V):
-    "Per-row top_k / top_p / min_p values (neutral on greedy rows) and the flags derived from them."
-    top_k = [V if g or sp.top_k <= 0 else min(sp.top_k, V) for sp, g in zip(params, greedy)]
-    top_p = [1.0 if g else sp.top_p for sp, g in zip(params, greedy)]
-    min_p = [0.0 if g else sp.min_p for sp, g in zip(params, greedy)]
-    rnd = [(k, p, m) for k, p, m, g in zip(top_k, top_p, min_p, greedy) if not g]      # the random rows
-    max_top_k = max((k for k, _, _ in rnd if k < V), default=V)
-    return dict(top_k=top_k, top_p=top_p, min_p=min_p, max_top_k=max_top_k, no_min_p=all(m == 0 for *_, m in rnd),
-                no_top_k_top_p=all(k == V and p == 1 for k, p, _ in rnd),
-                top_p_candidates=V if any(k == V and p < 1 for k, p, _ in rnd) else max_top_k,
-                all_filtered=bool(rnd) and all(k < V or p < 1 for k, p, _ in rnd))
-
-@classmethod
-def _build(cls, params: list[SamplingParams], output_token_ids: list[list[int]], prompt_token_ids: list[list[int]],
-           generators: list[torch.Generator | None], vocab_size: int, device, eos_token_id: int | None = None):
-    "Turn B rows of `SamplingParams` (+ their token histories and generators) into one step's `SamplingMetadata`."
-    B, V = len(params), vocab_size
-    assert len(output_token_ids) == len(prompt_token_ids) == len(generators) == B, 'one entry per row everywhere'
-    greedy = [sp.temperature < GREEDY_EPS for sp in params]
-    f = _build_filters(params, greedy, V)
-    t = lambda xs, dtype=torch.float32: torch.tensor(xs, dtype=dtype, device=device)
-    rep = [sp.repetition_penalty for sp in params]
-    no_rep = all(r == 1 for r in rep)
-    no_penalties = no_rep and all(sp.frequency_penalty == 0 and sp.presence_penalty == 0 for sp in params)
-    rows, cols = min_tokens_bans(params, output_token_ids, V, eos_token_id)
-    num_logprobs = [sp.logprobs for sp in params]
-    return cls(
-        temperature=t([1.0 if g else sp.temperature for sp, g in zip(params, greedy)]), greedy=t(greedy, torch.bool),
-        top_k=t(f['top_k'], torch.long), top_p=t(f['top_p']), min_p=t(f['min_p']), repetition_penalty=t(rep),
-        frequency_penalty=t([sp.frequency_penalty for sp in params]), presence_penalty=t([sp.presence_penalty for sp in params]),
-        output_token_ids=None if no_penalties else pad_token_ids(output_token_ids, V, device),
-        prompt_token_ids=None if no_rep else pad_token_ids(prompt_token_ids, V, device),
-        banned=(t(rows, torch.long), t(cols, torch.long)) if rows else None, generators=list(generators),
-        shared_rows=[i for i in range(B) if not greedy[i] and generators[i] is None],
-        seeded_rows=[i for i in range(B) if not greedy[i] and generators[i] is not None],
-        num_logprobs=num_logprobs, max_num_logprobs=max((k for k in num_logprobs if k is not None), default=None),
-        vocab_size=V, all_greedy=all(greedy), all_random=not any(greedy), no_penalties=no_penalties,
-        no_min_p=f['no_min_p'], no_top_k_top_p=f['no_top_k_top_p'], max_top_k=f['max_top_k'],
-        top_p_candidates=f['top_p_candidates'], all_filtered=f['all_filtered'])
-
-SamplingMetadata.build = _build
+    @classmethod
+    def build(cls, params: list[SamplingParams], output_token_ids: list[list[int]], prompt_token_ids: list[list[int]],
+              generators: list[torch.Generator | None], vocab_size: int, device, eos_token_id: int | None = None,
+              generator: torch.Generator | None = None):
+        "Turn B rows of `SamplingParams` (+ their token histories and generators) into one step's `SamplingMetadata`."
+        B, V = len(params), vocab_size
+        assert len(output_token_ids) == len(prompt_token_ids) == len(generators) == B, 'one entry per row everywhere'
+        greedy = [sp.temperature < GREEDY_EPS for sp in params]
+        f = _build_filters(params, greedy, V)
+        t = lambda xs, dtype=torch.float32: torch.tensor(xs, dtype=dtype, device=device)
+        rep = [sp.repetition_penalty for sp in params]
+        no_rep = all(r == 1 for r in rep)
+        no_penalties = no_rep and all(sp.frequency_penalty == 0 and sp.presence_penalty == 0 for sp in params)
+        rows, cols = min_tokens_bans(params, output_token_ids, V, eos_token_id)
+        num_logprobs = [sp.logprobs for sp in params]
+        return cls(
+            temperature=t([1.0 if g else sp.temperature for sp, g in zip(params, greedy)]), greedy=t(greedy, torch.bool),
+            top_k=t(f['top_k'], torch.long), top_p=t(f['top_p']), min_p=t(f['min_p']), repetition_penalty=t(rep),
+            frequency_penalty=t([sp.frequency_penalty for sp in params]), presence_penalty=t([sp.presence_penalty for sp in params]),
+            output_token_ids=None if no_penalties else pad_token_ids(output_token_ids, V, device),
+            prompt_token_ids=None if no_rep else pad_token_ids(prompt_token_ids, V, device),
+            banned=(t(rows, torch.long), t(cols, torch.long)) if rows else None, generators=list(generators), generator=generator,
+            shared_rows=[i for i in range(B) if not greedy[i] and generators[i] is None],
+            seeded_rows=[i for i in range(B) if not greedy[i] and generators[i] is not None],
+            num_logprobs=num_logprobs, max_num_logprobs=max((k for k in num_logprobs if k is not None), default=None),
+            vocab_size=V, all_greedy=all(greedy), all_random=not any(greedy), no_penalties=no_penalties,
+            no_min_p=f['no_min_p'], no_top_k_top_p=f['no_top_k_top_p'], max_top_k=f['max_top_k'],
+            top_p_candidates=f['top_p_candidates'], all_filtered=f['all_filtered'])
 
 # %% ../nbs/13_sampling.ipynb #0f2e9c0d
 def apply_penalties(logits: torch.Tensor, meta: SamplingMetadata) -> torch.Tensor:
@@ -182,10 +181,10 @@ def uniform_to_exponential_(u: torch.Tensor) -> torch.Tensor:
 def exponential_noise(meta: SamplingMetadata, shape, device, token_ids: torch.Tensor | None = None) -> torch.Tensor:
     "`q ~ Exp(1)` of `shape` [B, n]; column j is token `token_ids[b, j]` (token j if None). Greedy rows: unused."
     B, n = shape
-    if meta.all_random and not meta.seeded_rows: u = torch.rand(shape, device=device)
+    if meta.all_random and not meta.seeded_rows: u = torch.rand(shape, device=device, generator=meta.generator)
     else:
         u = torch.zeros(shape, device=device)                   # greedy rows consume no randomness
-        if meta.shared_rows: u[meta.shared_rows] = torch.rand(len(meta.shared_rows), n, device=device)
+        if meta.shared_rows: u[meta.shared_rows] = torch.rand(len(meta.shared_rows), n, device=device, generator=meta.generator)
         for i in meta.seeded_rows:                               # V uniforms each, one per token id
             g = meta.generators[i]
             if token_ids is None: u[i].uniform_(generator=g)
@@ -308,34 +307,31 @@ class IncrementalDetokenizer:
         self.prefix_offset, self.read_offset = self.read_offset, len(self.token_ids)
         return after[len(before):]
 
-# %% ../nbs/13_sampling.ipynb #daa21bc2
-def _add_tokens(self, new_token_ids: list[int]) -> tuple[str, str | None]:
-    "Feed new tokens; return (text delta safe to emit now, the stop string that matched or None)."
-    assert self.matched_stop is None, 'this sequence already matched a stop string'
-    for t in new_token_ids:
-        new = self._next_text(t)
-        self.text += new
-        hit = find_stop(self.text, len(new), self.stop) if new and self.stop else None
-        if hit:
-            i, self.matched_stop = hit
-            self.text = self.text[:i + len(self.matched_stop)] if self.include_stop else self.text[:i]
-            break
-    hold = 0 if self.matched_stop or self.include_stop else longest_stop_prefix_suffix(self.text, self.stop)
-    delta = self.text[len(self.output_text):len(self.text) - hold]
-    self.output_text += delta
-    return delta, self.matched_stop
+    def add_tokens(self, new_token_ids: list[int]) -> tuple[str, str | None]:
+        "Feed new tokens; return (text delta safe to emit now, the stop string that matched or None)."
+        assert self.matched_stop is None, 'this sequence already matched a stop string'
+        for t in new_token_ids:
+            new = self._next_text(t)
+            self.text += new
+            hit = find_stop(self.text, len(new), self.stop) if new and self.stop else None
+            if hit:
+                i, self.matched_stop = hit
+                self.text = self.text[:i + len(self.matched_stop)] if self.include_stop else self.text[:i]
+                break
+        hold = 0 if self.matched_stop or self.include_stop else longest_stop_prefix_suffix(self.text, self.stop)
+        delta = self.text[len(self.output_text):len(self.text) - hold]
+        self.output_text += delta
+        return delta, self.matched_stop
 
-def _flush(self) -> str:
-    "At finish: release the held-back text (it turned out not to start a stop string)."
-    delta = self.text[len(self.output_text):]
-    self.output_text += delta
-    return delta
+    def flush(self) -> str:
+        "At finish: release the held-back text (it turned out not to start a stop string)."
+        delta = self.text[len(self.output_text):]
+        self.output_text += delta
+        return delta
 
-def _repr(self):
-    return (f'IncrementalDetokenizer(tokens={len(self.token_ids)}, offsets=({self.prefix_offset}, {self.read_offset}), '
-            f'emitted={len(self.output_text)} chars, held={len(self.text) - len(self.output_text)}, stop={self.matched_stop!r})')
-
-IncrementalDetokenizer.add_tokens, IncrementalDetokenizer.flush, IncrementalDetokenizer.__repr__ = _add_tokens, _flush, _repr
+    def __repr__(self):
+        return (f'IncrementalDetokenizer(tokens={len(self.token_ids)}, offsets=({self.prefix_offset}, {self.read_offset}), '
+                f'emitted={len(self.output_text)} chars, held={len(self.text) - len(self.output_text)}, stop={self.matched_stop!r})')
 
 # %% ../nbs/13_sampling.ipynb #60cdb098
 def check_stop(seq: Sequence, params: SamplingParams, eos_token_id: int | None, max_model_len: int,

@@ -7,7 +7,8 @@ import pytest
 root = Path(__file__).resolve().parent.parent
 bindir = Path(sys.executable).parent
 notebooks = sorted(p.name for p in (root/'nbs').glob('*.ipynb'))
-modules = sorted(p.stem for p in (root/'folovllm').glob('*.py') if not p.stem.startswith('_'))
+modules = sorted('.'.join(p.relative_to(root/'folovllm').with_suffix('').parts) for p in (root/'folovllm').rglob('*.py')
+                 if not p.stem.startswith('_'))
 
 @pytest.mark.parametrize('nb', notebooks)
 def test_notebook(nb):
