@@ -13,7 +13,7 @@ from ..generate import generate
 # %% auto #0
 __all__ = ['house_workload', 'workload_tokens', 'measure_peak_flops', 'model_flops', 'load_hf_reference', 'run_folovllm',
            'run_hf_one_at_a_time', 'run_hf_static', 'throughput_report', 'throughput_benchmark', 'format_throughput',
-           'profile_steps']
+           'ProfilerLabel', 'profile_steps']
 
 # %% ../../nbs/25_throughput.ipynb #f1ecf009
 def house_workload(num_requests: int = 64, lo: int = 16, hi: int = 256, vocab_size: int = 49152, seed: int = 0,
@@ -130,18 +130,36 @@ def format_throughput(res: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../../nbs/25_throughput.ipynb #fe8e7ade
+class ProfilerLabel:
+    "A `Linear` kernel or an attention backend whose calls show in `torch.profiler` as the range `label`."
+    def __init__(self, inner, label: str): self.inner, self.label, self.name = inner, label, getattr(inner, 'name', label)
+    def fits(self, layer, x) -> bool: return self.inner.fits(layer, x)
+    def __call__(self, *args):
+        with torch.profiler.record_function(self.label): return self.inner(*args)
+    def forward(self, *args):
+        with torch.profiler.record_function(self.label): return self.inner.forward(*args)
+
 def profile_steps(eng, num_requests: int = 64, prompt_len: int = 128, steps: int = 5, seed: int = 0):
-    "torch.profiler table of `steps` decode steps of `eng` with `num_requests` running; returns (profile, step seconds)."
+    """torch.profiler of `steps` decode steps of `eng` with `num_requests` running, its linear kernels labelled
+    'folovllm::linear_kernel' and its attention 'folovllm::attention'; returns (profile, seconds per step)."""
     g = torch.Generator().manual_seed(seed)
     for i in range(num_requests):
         ids = torch.randint(100, eng.lm.vocab_size, (prompt_len,), generator=g).tolist()
         eng.add_request(f'prof-{i}', None, SamplingParams(max_tokens=1000, ignore_eos=True), prompt_token_ids=ids)
     while eng.scheduler.waiting or any(r.seqs[0].num_output_tokens == 0 for r in eng.scheduler.running): eng.step()   # prefill everyone
     eng.step()
-    t = time.perf_counter()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(steps): eng.step()
-    dt = (time.perf_counter() - t) / steps
-    for i in range(num_requests): eng.abort_request(f'prof-{i}')
-    eng.step()
+    layers = [m for m in eng.lm.model.modules() if getattr(m, 'kernel', None) is not None]
+    kernels, backend = [m.kernel for m in layers], eng.runner.backend
+    try:
+        for m in layers: m.kernel = ProfilerLabel(m.kernel, 'folovllm::linear_kernel')
+        eng.runner.backend = ProfilerLabel(backend, 'folovllm::attention')
+        t = time.perf_counter()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(steps): eng.step()
+        dt = (time.perf_counter() - t) / steps
+    finally:
+        for m, k in zip(layers, kernels): m.kernel = k
+        eng.runner.backend = backend
+        for i in range(num_requests): eng.abort_request(f'prof-{i}')
+        eng.step()
     return prof, dt
