@@ -35,6 +35,8 @@ def add_engine_args(p: argparse.ArgumentParser):
                         "(everything on: the default), 'chunked' (no prefix caching), 'paged' and 'batched' (whole prompts too)")
     g.add_argument('--linear-kernel', default='auto', choices=['auto', 'torch'],
                    help="'auto': the packed thin GEMM for float32 CPU matmuls where it builds (default); 'torch': never")
+    g.add_argument('--quant-kernel', default='auto', choices=['auto', 'cpp', 'int4', 'reference'],
+                   help="a GPTQ checkpoint's kernel: 'auto' (default: the fastest that applies), or one by name")
 
 def parse_bytes(text: str) -> int:
     "'2GiB', '512MiB', '64KiB' or a plain number of bytes."
@@ -66,7 +68,8 @@ def make_llm(a):
                max_num_seqs=a.max_num_seqs, max_num_batched_tokens=a.max_num_batched_tokens,
                enable_chunked_prefill=a.enable_chunked_prefill, enable_prefix_caching=a.enable_prefix_caching, block_size=a.block_size,
                num_kv_blocks=a.num_kv_blocks, kv_cache_memory=a.kv_cache_memory,
-               gpu_memory_utilization=a.gpu_memory_utilization, linear_kernel=a.linear_kernel)
+               gpu_memory_utilization=a.gpu_memory_utilization, linear_kernel=a.linear_kernel,
+               quant_kernel=a.quant_kernel)
 
 def make_params(a):
     from folovllm.config import SamplingParams
@@ -139,7 +142,11 @@ def cmd_bench(a):
         work = house_workload(a.num_prompts, a.min_len, a.max_len, llm.lm.vocab_size, seed=a.workload_seed,
                               output_lo=a.output_tokens, output_hi=a.output_tokens)
         srv = ServerThread(llm).start()
-        try: rows = [serve_benchmark(srv.url, work, c) for c in levels]
+        rows = []
+        try:
+            for c in levels:
+                llm.reset_prefix_cache()                   # each level computes its prompts, none found cached from the last
+                rows.append(serve_benchmark(srv.url, work, c))
         finally: srv.stop()
         print(json.dumps(rows, indent=1) if a.json else format_serve(rows))
     elif a.mode == 'stall':

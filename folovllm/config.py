@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 # %% auto #0
-__all__ = ['DTYPES', 'DEVICE_TYPES', 'LINEAR_KERNELS', 'check', 'is_int', 'is_number', 'ModelConfig', 'CacheConfig',
-           'SchedulerConfig', 'EngineConfig', 'SamplingParams']
+__all__ = ['DTYPES', 'DEVICE_TYPES', 'LINEAR_KERNELS', 'QUANT_KERNELS', 'check', 'is_int', 'is_number', 'ModelConfig',
+           'CacheConfig', 'SchedulerConfig', 'EngineConfig', 'SamplingParams']
 
 # %% ../nbs/00_config.ipynb #ef3d5ac7
 def check(ok: bool, owner: str, name: str, value: Any, allowed: str):
@@ -29,6 +29,7 @@ def is_number(x) -> bool:
 DTYPES = ('float32', 'bfloat16', 'float16')
 DEVICE_TYPES = ('cpu', 'cuda', 'mps')
 LINEAR_KERNELS = ('auto', 'torch')
+QUANT_KERNELS = ('auto', 'cpp', 'int4', 'reference')
 
 @dataclass
 class ModelConfig:
@@ -40,6 +41,7 @@ class ModelConfig:
     seed: int = 0
     quantization: str | None = None   # None: as the checkpoint says; 'gptq': refuse a checkpoint that is not GPTQ
     linear_kernel: str = 'auto'       # 'auto': the packed thin GEMM (notebook 24) for float32 CPU matmuls where it builds; 'torch': never
+    quant_kernel: str = 'auto'        # a GPTQ checkpoint's layers: 'auto' (the fastest that applies) or 'cpp', 'int4', 'reference' (notebook 70)
 
     def __post_init__(self):
         o = 'ModelConfig'
@@ -54,6 +56,7 @@ class ModelConfig:
         check(is_int(self.seed), o, 'seed', self.seed, 'an integer')
         check(self.quantization in (None, 'gptq'), o, 'quantization', self.quantization, "None or 'gptq'")
         check(self.linear_kernel in LINEAR_KERNELS, o, 'linear_kernel', self.linear_kernel, f'one of {LINEAR_KERNELS}')
+        check(self.quant_kernel in QUANT_KERNELS, o, 'quant_kernel', self.quant_kernel, f'one of {QUANT_KERNELS}')
 
 # %% ../nbs/00_config.ipynb #5bace56b
 @dataclass

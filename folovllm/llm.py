@@ -4,6 +4,7 @@
 
 # %% ../nbs/80_llm.ipynb #b0e78d63
 from __future__ import annotations
+from functools import partial
 import torch
 from .config import EngineConfig, SamplingParams
 from .sequence import RequestOutput
@@ -14,7 +15,7 @@ from .thin_gemm import ThinGemm
 from .gptq import build_gptq_model
 
 # %% auto #0
-__all__ = ['QUANT_METHODS', 'ENGINE_PRESETS', 'linear_kernel_for', 'engine_settings', 'LLM']
+__all__ = ['QUANT_METHODS', 'ENGINE_PRESETS', 'linear_kernel_for', 'quant_builders', 'engine_settings', 'LLM']
 
 # %% ../nbs/80_llm.ipynb #561d7dff
 QUANT_METHODS = {'gptq': build_gptq_model}   # quant_method (config.json's quantization_config) → how to build the model
@@ -31,6 +32,10 @@ def linear_kernel_for(config: EngineConfig):
     mc = config.model_config
     if mc.linear_kernel == 'torch' or mc.dtype != 'float32' or torch.device(mc.device).type != 'cpu': return None
     return ThinGemm()
+
+def quant_builders(config: EngineConfig) -> dict:
+    "`QUANT_METHODS`, each builder given the kernel `quant_kernel` names ('auto': the fastest that applies here)."
+    return {method: partial(build, kernel=config.model_config.quant_kernel) for method, build in QUANT_METHODS.items()}
 
 def engine_settings(engine: str | None, kwargs: dict) -> dict:
     "The keyword arguments with a milestone preset's settings added; a preset contradicted by an explicit argument is an error."
@@ -51,7 +56,7 @@ class LLM:
         kwargs = engine_settings(engine, kwargs)
         self.config = EngineConfig.from_kwargs(model=model, dtype=dtype, device=device, max_model_len=max_model_len,
                                                seed=seed, **kwargs)
-        self.lm = LoadedModel(self.config, linear_kernel=linear_kernel_for(self.config), quant_methods=QUANT_METHODS)
+        self.lm = LoadedModel(self.config, linear_kernel=linear_kernel_for(self.config), quant_methods=quant_builders(self.config))
         self.engine = SingleRequestEngine(self.lm, self.config) if engine == 'simple' else LLMEngine(self.lm, self.config)
 
     def get_tokenizer(self): return self.lm.tokenizer

@@ -44,3 +44,18 @@ def test_quantize_refuses_bad_settings_before_any_work(tmp_path):
     assert r.returncode == 2 and 'bits=5 is not supported' in r.stderr and 'Traceback' not in r.stderr
     r = folovllm('quantize', '--output', str(tmp_path / 'q'), '--group-size', '-7')
     assert r.returncode == 2 and 'group_size=-7' in r.stderr and 'Traceback' not in r.stderr
+
+def test_quant_kernel_by_name(tmp_path):
+    from folovllm.__main__ import build_parser, make_llm
+    from folovllm.gptq import GPTQLinear
+    q = tmp_path / 'q'
+    r = folovllm('quantize', '--method', 'rtn', '--output', str(q), '--quiet')
+    assert r.returncode == 0, r.stderr
+    outs = {k: folovllm('generate', 'The capital of France is', '--max-tokens', '8', '--model', str(q), '--quant-kernel', k)
+            for k in ('cpp', 'reference')}
+    assert all(o.returncode == 0 for o in outs.values()), [o.stderr for o in outs.values()]
+    assert outs['cpp'].stdout == outs['reference'].stdout != ''
+    llm = make_llm(build_parser().parse_args(['generate', 'x', '--model', str(q), '--quant-kernel', 'reference']))
+    assert {m.kernel for m in llm.lm.model.modules() if isinstance(m, GPTQLinear)} == {'reference'}
+    r = folovllm('generate', 'hi', '--quant-kernel', 'marlin')
+    assert r.returncode == 2 and "invalid choice: 'marlin'" in r.stderr
