@@ -16,9 +16,9 @@ from .sampler import Sampler, SamplingMetadata, IncrementalDetokenizer, check_st
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['logger', 'to_token_ids', 'seq_seed', 'new_request', 'sample_next', 'record_token', 'SingleRequestEngine',
-           'delta_output', 'params_list', 'add_requests', 'step_outputs', 'drain', 'generate', 'stream_outputs',
-           'stream', 'chat_prompt', 'chat']
+__all__ = ['logger', 'to_token_ids', 'seq_seed', 'check_params', 'new_request', 'sample_next', 'record_token',
+           'SingleRequestEngine', 'delta_output', 'params_list', 'add_requests', 'step_outputs', 'drain', 'generate',
+           'stream_outputs', 'stream', 'chat_prompt', 'chat']
 
 # %% ../nbs/14_generate.ipynb #a7729bca
 def to_token_ids(prompt, tokenizer, vocab_size: int, max_model_len: int, index: int = 0) -> tuple[str | None, list[int]]:
@@ -47,14 +47,24 @@ def seq_seed(seed: int, index: int) -> int:
     "The seed of completion `index` of a seeded request: the request's own seed for the first, a distinct mix for the others."
     return seed if index == 0 else (seed * 0x9E3779B97F4A7C15 + index) % (1 << 63)
 
+def check_params(lm: LoadedModel, params: SamplingParams, request_id: str = '') -> None:
+    "Refuse sampling params this model cannot honour, when the request is added, so that no step can fail on them later."
+    who = f'request {request_id!r}: ' if request_id else ''
+    if not isinstance(params, SamplingParams):
+        raise ValueError(f'{who}sampling params must be a SamplingParams, got {type(params).__name__}')
+    if (params.best_of or params.n) > params.n:
+        raise ValueError(f'{who}best_of={params.best_of} > n={params.n} is not supported; ask for '
+                         f'n={params.best_of} completions and rank them by cumulative_logprob')
+    for name in ('logprobs', 'prompt_logprobs'):
+        k = getattr(params, name)
+        if k is not None and k > lm.vocab_size:
+            raise ValueError(f'SamplingParams.{name}={k} is invalid: must be None or an integer in [0, {lm.vocab_size}] '
+                             f'(the vocabulary size of this model)')
+
 def new_request(lm: LoadedModel, request_id: str, prompt, params: SamplingParams,
                 prompt_token_ids: list[int] | None = None) -> Request:
     "A `Request` with its engine-owned state: validated token ids, the model's extra EOS ids, seeded generators, detokenizers."
-    if not isinstance(params, SamplingParams):
-        raise ValueError(f'request {request_id!r}: sampling params must be a SamplingParams, got {type(params).__name__}')
-    if (params.best_of or params.n) > params.n:
-        raise ValueError(f'request {request_id!r}: best_of={params.best_of} > n={params.n} is not supported; ask for '
-                         f'n={params.best_of} completions and rank them by cumulative_logprob')
+    check_params(lm, params, request_id)
     if prompt_token_ids is None:
         prompt, prompt_token_ids = to_token_ids(prompt, lm.tokenizer, lm.vocab_size, lm.max_model_len)
     if lm.extra_eos_ids:   # the model's other EOS ids (generation_config.json) stop like stop_token_ids, as in vLLM
@@ -194,6 +204,7 @@ def add_requests(engine, prompts, sampling_params=None) -> list[str]:
     params = params_list(sampling_params, len(prompts))
     lm = engine.lm
     checked = [to_token_ids(p, lm.tokenizer, lm.vocab_size, lm.max_model_len, i) for i, p in enumerate(prompts)]
+    for sp in params: check_params(lm, sp)
     ids = []
     try:
         for (text, toks), sp in zip(checked, params):

@@ -75,6 +75,25 @@ def test_bad_inputs_get_openai_errors_and_server_stays_up(client, server):
     assert r.status_code == 400 and r.json()['error']['param'] == 'max_tokens'
     assert client.completions.create(model='smol', prompt='still here?', max_tokens=2).usage.completion_tokens == 2
 
+def test_logprobs_above_the_vocabulary_is_a_400_that_leaves_other_streams_alone(client, server):
+    def good(i):
+        chunks = list(client.completions.create(model='smol', prompt=f'Count to {i}:', max_tokens=24, temperature=0, stream=True,
+                                                extra_body={'ignore_eos': True}))
+        return ''.join(c.choices[0].text for c in chunks if c.choices)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        streams = [pool.submit(good, i) for i in (3, 4)]
+        time.sleep(0.5)                                          # the good streams are running
+        with pytest.raises(BadRequestError) as e:
+            client.completions.create(model='smol', prompt='The capital of France is', max_tokens=4, temperature=0, logprobs=100000)
+        assert e.value.body['param'] == 'logprobs' and 'logprobs=100000 is invalid' in e.value.body['message']
+        with pytest.raises(BadRequestError):
+            client.chat.completions.create(model='smol', messages=[{'role': 'user', 'content': 'hi'}], max_tokens=4,
+                                           logprobs=True, top_logprobs=100000)
+        texts = [f.result() for f in streams]
+    for i, t in zip((3, 4), texts):
+        alone = client.completions.create(model='smol', prompt=f'Count to {i}:', max_tokens=24, temperature=0, extra_body={'ignore_eos': True})
+        assert t == alone.choices[0].text
+
 def test_32_concurrent_streaming_clients_all_complete(client, server):
     def one(i):
         chunks = list(client.completions.create(model='smol', prompt=f'Count to {i}:', max_tokens=12, temperature=0, stream=True,
