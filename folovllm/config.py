@@ -53,7 +53,7 @@ class ModelConfig:
         check(dev in DEVICE_TYPES and ok_index, o, 'device', self.device, f"one of {DEVICE_TYPES}, optionally with an index like 'cuda:1'")
         check(self.max_model_len is None or (is_int(self.max_model_len) and self.max_model_len >= 1), o, 'max_model_len',
               self.max_model_len, 'None or an integer >= 1')
-        check(is_int(self.seed), o, 'seed', self.seed, 'an integer')
+        check(is_int(self.seed) and -2**63 <= self.seed < 2**64, o, 'seed', self.seed, 'an integer in [-2**63, 2**64)')
         check(self.quantization in (None, 'gptq'), o, 'quantization', self.quantization, "None or 'gptq'")
         check(self.linear_kernel in LINEAR_KERNELS, o, 'linear_kernel', self.linear_kernel, f'one of {LINEAR_KERNELS}')
         check(self.quant_kernel in QUANT_KERNELS, o, 'quant_kernel', self.quant_kernel, f'one of {QUANT_KERNELS}')
@@ -147,8 +147,15 @@ class SamplingParams:
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self): self.validate()
+
+    def validate(self):
+        "Check every field: at construction, and again when a request is added (a field may have been changed since)."
         o = 'SamplingParams'
+        check(self.stop is None or isinstance(self.stop, (str, list, tuple)), o, 'stop', self.stop,
+              'None, a non-empty string or a list of them')
+        check(self.stop_token_ids is None or isinstance(self.stop_token_ids, (list, tuple)), o, 'stop_token_ids',
+              self.stop_token_ids, 'None or a list of token ids >= 0')
         if isinstance(self.stop, str): self.stop = [self.stop]
         self.stop = list(self.stop or [])
         self.stop_token_ids = list(self.stop_token_ids or [])
@@ -164,7 +171,8 @@ class SamplingParams:
         check(is_number(self.top_p) and 0 < self.top_p <= 1, o, 'top_p', self.top_p, 'in (0, 1]')
         check(is_int(self.top_k) and self.top_k >= -1, o, 'top_k', self.top_k, 'an integer >= 1, or 0 / -1 to disable')
         check(is_number(self.min_p) and 0 <= self.min_p <= 1, o, 'min_p', self.min_p, 'in [0, 1]')
-        check(self.seed is None or is_int(self.seed), o, 'seed', self.seed, 'None or an integer')
+        check(self.seed is None or (is_int(self.seed) and -2**63 <= self.seed < 2**64), o, 'seed', self.seed,
+              'None or an integer in [-2**63, 2**64)')
         check(all(isinstance(s, str) and s != '' for s in self.stop), o, 'stop', self.stop, 'a non-empty string or a list of them')
         check(all(is_int(t) and t >= 0 for t in self.stop_token_ids), o, 'stop_token_ids', self.stop_token_ids,
               'a list of token ids >= 0')

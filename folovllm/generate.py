@@ -52,6 +52,7 @@ def check_params(lm: LoadedModel, params: SamplingParams, request_id: str = '') 
     who = f'request {request_id!r}: ' if request_id else ''
     if not isinstance(params, SamplingParams):
         raise ValueError(f'{who}sampling params must be a SamplingParams, got {type(params).__name__}')
+    params.validate()                                  # again: a field may have been changed after construction
     if (params.best_of or params.n) > params.n:
         raise ValueError(f'{who}best_of={params.best_of} > n={params.n} is not supported; ask for '
                          f'n={params.best_of} completions and rank them by cumulative_logprob')

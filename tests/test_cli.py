@@ -22,6 +22,8 @@ def test_generate_greedy_is_deterministic_and_streaming_matches():
 def test_bad_input_is_one_clear_line():
     r = folovllm('generate', 'hi', '--top-p', '2')
     assert r.returncode == 2 and 'SamplingParams.top_p=2.0 is invalid' in r.stderr and 'Traceback' not in r.stderr
+    r = folovllm('generate', 'hi', '--seed', str(2**64))
+    assert r.returncode == 2 and 'SamplingParams.seed=18446744073709551616 is invalid' in r.stderr and 'Traceback' not in r.stderr
     r = folovllm('generate', 'hi', '--model', 'no/such-model-anywhere')
     assert r.returncode == 2 and 'no/such-model-anywhere' in r.stderr and 'Traceback' not in r.stderr
 

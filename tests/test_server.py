@@ -73,6 +73,8 @@ def test_bad_inputs_get_openai_errors_and_server_stays_up(client, server):
     r = httpx.post(server[1] + '/v1/completions', json={'prompt': 'hi', 'max_tokens': 'many'}, timeout=10,
                    headers={'Authorization': f'Bearer {KEY}'})
     assert r.status_code == 400 and r.json()['error']['param'] == 'max_tokens'
+    r = httpx.post(server[1] + '/v1/completions', json={'prompt': 'hi', 'seed': 2**64}, timeout=10, headers={'Authorization': f'Bearer {KEY}'})
+    assert r.status_code == 400 and r.json()['error']['param'] == 'seed' and 'seed=18446744073709551616 is invalid' in r.json()['error']['message']
     assert client.completions.create(model='smol', prompt='still here?', max_tokens=2).usage.completion_tokens == 2
 
 def test_logprobs_above_the_vocabulary_is_a_400_that_leaves_other_streams_alone(client, server):
