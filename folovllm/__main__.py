@@ -5,6 +5,7 @@
 # %% ../nbs/99_cli.ipynb #0b4859a8
 from __future__ import annotations
 import argparse, json, logging, sys, time
+from .config import LINEAR_KERNELS, QUANT_KERNELS
 
 # %% auto #0
 __all__ = ['add_engine_args', 'parse_bytes', 'add_sampling_args', 'make_llm', 'make_params', 'cmd_generate', 'cmd_chat',
@@ -33,9 +34,9 @@ def add_engine_args(p: argparse.ArgumentParser):
     g.add_argument('--engine', default=None,
                    help="'simple': the single-request engine (the oracle); or a milestone preset of the one engine: 'prefix' "
                         "(everything on: the default), 'chunked' (no prefix caching), 'paged' and 'batched' (whole prompts too)")
-    g.add_argument('--linear-kernel', default='auto', choices=['auto', 'torch'],
+    g.add_argument('--linear-kernel', default='auto', choices=LINEAR_KERNELS,
                    help="'auto': the packed thin GEMM for float32 CPU matmuls where it builds (default); 'torch': never")
-    g.add_argument('--quant-kernel', default='auto', choices=['auto', 'cpp', 'int4', 'reference'],
+    g.add_argument('--quant-kernel', default='auto', choices=QUANT_KERNELS,
                    help="a GPTQ checkpoint's kernel: 'auto' (default: the fastest that applies), or one by name")
 
 def parse_bytes(text: str) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 # %% auto #0
-__all__ = ['DTYPES', 'DEVICE_TYPES', 'LINEAR_KERNELS', 'QUANT_KERNELS', 'check', 'is_int', 'is_number', 'ModelConfig',
+__all__ = ['DTYPES', 'DEVICE_TYPES', 'LINEAR_KERNELS', 'QUANT_KERNELS', 'check', 'is_int', 'is_seed', 'is_number', 'ModelConfig',
            'CacheConfig', 'SchedulerConfig', 'EngineConfig', 'SamplingParams']
 
 # %% ../nbs/00_config.ipynb #ef3d5ac7
@@ -20,6 +20,10 @@ def check(ok: bool, owner: str, name: str, value: Any, allowed: str):
 def is_int(x) -> bool:
     "True for real integers (bools excluded: `max_tokens=True` is a bug, not 1)."
     return isinstance(x, int) and not isinstance(x, bool)
+
+def is_seed(x) -> bool:
+    "An integer `torch.Generator.manual_seed` takes: [-2**63, 2**64)."
+    return is_int(x) and -2**63 <= x < 2**64
 
 def is_number(x) -> bool:
     "True for finite ints and floats (bools excluded)."
@@ -53,7 +57,7 @@ class ModelConfig:
         check(dev in DEVICE_TYPES and ok_index, o, 'device', self.device, f"one of {DEVICE_TYPES}, optionally with an index like 'cuda:1'")
         check(self.max_model_len is None or (is_int(self.max_model_len) and self.max_model_len >= 1), o, 'max_model_len',
               self.max_model_len, 'None or an integer >= 1')
-        check(is_int(self.seed) and -2**63 <= self.seed < 2**64, o, 'seed', self.seed, 'an integer in [-2**63, 2**64)')
+        check(is_seed(self.seed), o, 'seed', self.seed, 'an integer in [-2**63, 2**64)')
         check(self.quantization in (None, 'gptq'), o, 'quantization', self.quantization, "None or 'gptq'")
         check(self.linear_kernel in LINEAR_KERNELS, o, 'linear_kernel', self.linear_kernel, f'one of {LINEAR_KERNELS}')
         check(self.quant_kernel in QUANT_KERNELS, o, 'quant_kernel', self.quant_kernel, f'one of {QUANT_KERNELS}')
@@ -171,8 +175,7 @@ class SamplingParams:
         check(is_number(self.top_p) and 0 < self.top_p <= 1, o, 'top_p', self.top_p, 'in (0, 1]')
         check(is_int(self.top_k) and self.top_k >= -1, o, 'top_k', self.top_k, 'an integer >= 1, or 0 / -1 to disable')
         check(is_number(self.min_p) and 0 <= self.min_p <= 1, o, 'min_p', self.min_p, 'in [0, 1]')
-        check(self.seed is None or (is_int(self.seed) and -2**63 <= self.seed < 2**64), o, 'seed', self.seed,
-              'None or an integer in [-2**63, 2**64)')
+        check(self.seed is None or is_seed(self.seed), o, 'seed', self.seed, 'None or an integer in [-2**63, 2**64)')
         check(all(isinstance(s, str) and s != '' for s in self.stop), o, 'stop', self.stop, 'a non-empty string or a list of them')
         check(all(is_int(t) and t >= 0 for t in self.stop_token_ids), o, 'stop_token_ids', self.stop_token_ids,
               'a list of token ids >= 0')

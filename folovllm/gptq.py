@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from safetensors.torch import save_file
+from .config import QUANT_KERNELS
 from .model import CausalLM, Linear, ModelArgs, load_hf_weights, rope_cos_sin, rope_inv_freq
 
 # %% auto #0
@@ -209,8 +210,7 @@ class GPTQLinear(nn.Module):
             self._prepack_cpp(w, perm) if self.kernel == 'cpp' else self._prepack(w, perm, device)
 
     def choose_kernel(self, kernel: str, bits: int, g_idx, device) -> str:
-        if kernel not in ('auto', 'reference', 'int4', 'cpp'):
-            raise ValueError(f"{self.name}: kernel={kernel!r} must be 'auto', 'reference', 'int4' or 'cpp'")
+        if kernel not in QUANT_KERNELS: raise ValueError(f'{self.name}: kernel={kernel!r} must be one of {QUANT_KERNELS}')
         ok = bits == 4 and device.type in ('cpu', 'cuda') and kernel_group(g_idx) is not None and self.out_features % 8 == 0
         cpp_ok = bits == 4 and device.type == 'cpu' and cpp_group(g_idx, self.group_size) is not None and self.out_features % 16 == 0
         if kernel == 'int4' and not ok:
