@@ -4,12 +4,13 @@
 
 # %% ../nbs/99_cli.ipynb #0b4859a8
 from __future__ import annotations
-import argparse, json, logging, sys, time
+import argparse, json, logging, socket, sys, time
 from .config import LINEAR_KERNELS, QUANT_KERNELS
 
 # %% auto #0
-__all__ = ['add_engine_args', 'parse_bytes', 'add_sampling_args', 'make_llm', 'make_params', 'cmd_generate', 'cmd_chat',
-           'cmd_serve', 'cmd_bench', 'cmd_demo', 'cmd_quantize', 'build_parser', 'main']
+__all__ = ['add_engine_args', 'int_at_least', 'port_number', 'seconds', 'parse_bytes', 'add_sampling_args', 'make_llm',
+           'make_params', 'cmd_generate', 'cmd_chat', 'cmd_serve', 'cmd_bench', 'cmd_demo', 'cmd_quantize',
+           'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #5b7770a2
 def add_engine_args(p: argparse.ArgumentParser):
@@ -19,7 +20,7 @@ def add_engine_args(p: argparse.ArgumentParser):
     g.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16', 'float16'])
     g.add_argument('--device', default='cpu', help="cpu, cuda, cuda:1, mps (default: cpu)")
     g.add_argument('--max-model-len', type=int, default=None, help="longest prompt + output (default: the model's)")
-    g.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    g.add_argument('--threads', type=int_at_least(1), default=None, help='torch CPU threads (default: torch decides)')
     g.add_argument('--max-num-seqs', type=int, default=256, help='most requests in one step (default: 256)')
     g.add_argument('--max-num-batched-tokens', type=int, default=2048, help='most tokens in one step: the chunked-prefill budget (default: 2048)')
     g.add_argument('--enable-chunked-prefill', action=argparse.BooleanOptionalAction, default=True,
@@ -38,6 +39,28 @@ def add_engine_args(p: argparse.ArgumentParser):
                    help="'auto': the packed thin GEMM for float32 CPU matmuls where it builds (default); 'torch': never")
     g.add_argument('--quant-kernel', default='auto', choices=QUANT_KERNELS,
                    help="a GPTQ checkpoint's kernel: 'auto' (default: the fastest that applies), or one by name")
+
+def int_at_least(lo: int):
+    "An argparse type: an integer >= lo (checked when the arguments are parsed, before any model is loaded)."
+    def parse(text: str) -> int:
+        try: v = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+        if v < lo: raise argparse.ArgumentTypeError(f'{v} is out of range: give an integer >= {lo}')
+        return v
+    return parse
+
+def port_number(text: str) -> int:
+    "An argparse type: a TCP port, 1..65535."
+    v = int_at_least(1)(text)
+    if v > 65535: raise argparse.ArgumentTypeError(f'{v} is not a TCP port: give 1..65535')
+    return v
+
+def seconds(text: str) -> float:
+    "An argparse type: a duration in seconds >= 0."
+    try: v = float(text)
+    except ValueError: raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds') from None
+    if not v >= 0: raise argparse.ArgumentTypeError(f'{v} is out of range: give seconds >= 0')
+    return v
 
 def parse_bytes(text: str) -> int:
     "'2GiB', '512MiB', '64KiB' or a plain number of bytes."
@@ -115,8 +138,13 @@ def cmd_chat(a):
 # %% ../nbs/99_cli.ipynb #458e8175
 def cmd_serve(a):
     from folovllm.server import serve
+    with socket.socket() as s:                 # a port we cannot listen on fails now, not after loading the model
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind((a.host, a.port))
+        except OSError as e: raise ValueError(f'cannot listen on {a.host}:{a.port}: {e.strerror or e}') from None
     llm = make_llm(a)
-    serve(llm, a.host, a.port, a.api_key, a.served_model_name, log_level='info' if a.verbose else 'warning')
+    serve(llm, a.host, a.port, a.api_key, a.served_model_name, log_level='info' if a.verbose else 'warning',
+          shutdown_timeout=a.shutdown_timeout)
 
 def cmd_bench(a):
     from folovllm.bench.latency import latency_benchmark, format_latency
@@ -239,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--json', action='store_true', help='print machine-readable JSON')
     add_engine_args(b); b.set_defaults(func=cmd_bench)
     s = sub.add_parser('serve', help='OpenAI-compatible HTTP server', description='Serve the OpenAI API (completions, chat, models).')
-    s.add_argument('--host', default='127.0.0.1'); s.add_argument('--port', type=int, default=8000)
-    s.add_argument('--api-key', default=None, help='require "Authorization: Bearer KEY" on /v1 endpoints')
+    s.add_argument('--host', default='127.0.0.1'); s.add_argument('--port', type=port_number, default=8000)
+    s.add_argument('--api-key', default=None, help='require "Authorization: Bearer KEY" on every path but /health')
+    s.add_argument('--shutdown-timeout', type=seconds, default=5.0,
+                   help='seconds open requests get after SIGTERM / SIGINT before their streams are cut with an error (default 5)')
     s.add_argument('--served-model-name', default=None, help='the model id clients send (default: the model path or file name)')
     add_engine_args(s); s.set_defaults(func=cmd_serve)
     q = sub.add_parser('quantize', help='GPTQ 4-bit quantization into a checkpoint directory',
@@ -258,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--damp', type=float, default=0.01, help="Hessian dampening as a share of its mean diagonal (default 0.01)")
     q.add_argument('--seed', type=int, default=0, help='seed for picking calibration windows')
     q.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16', 'float16'], help='model dtype while quantizing; also the saved float layers')
-    q.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    q.add_argument('--threads', type=int_at_least(1), default=None, help='torch CPU threads')
     q.add_argument('--overwrite', action='store_true', help='replace --output if it exists')
     q.add_argument('--quiet', action='store_true', help='no progress bar')
     q.set_defaults(func=cmd_quantize)
@@ -273,6 +303,10 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, NotImplementedError, TypeError) as e:
         print(f'folovllm {a.command}: error: {e}', file=sys.stderr); sys.exit(2)
     except KeyboardInterrupt: sys.exit(130)
+    except Exception as e:                     # a bug or the environment: still one line, the traceback with -v
+        if a.verbose: raise
+        print(f'folovllm {a.command}: error: {type(e).__name__}: {e} (run with -v for the traceback)', file=sys.stderr)
+        sys.exit(1)
 
 # %% ../nbs/99_cli.ipynb #082bf260
 #| eval: false

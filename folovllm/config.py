@@ -150,6 +150,7 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    logit_bias: dict[int, float] | None = None   # token id → added to its logit before sampling (OpenAI's meaning)
 
     def __post_init__(self): self.validate()
 
@@ -189,6 +190,9 @@ class SamplingParams:
             check(v is None or (is_int(v) and v >= 0), o, name, v, 'None or an integer >= 0')
         for name in ('ignore_eos', 'skip_special_tokens', 'include_stop_str_in_output'):
             check(isinstance(getattr(self, name), bool), o, name, getattr(self, name), 'True or False')
+        check(self.logit_bias is None or (isinstance(self.logit_bias, dict) and all(
+              is_int(t) and t >= 0 and is_number(b) and -100 <= b <= 100 for t, b in self.logit_bias.items())),
+              o, 'logit_bias', self.logit_bias, 'None or a dict {token id >= 0: bias in [-100, 100]}')
 
     @property
     def greedy(self) -> bool:

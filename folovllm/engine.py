@@ -23,7 +23,8 @@ logger = logging.getLogger('folovllm')
 
 # %% auto #0
 __all__ = ['logger', 'CPU_KV_CACHE_MEMORY', 'ModelInput', 'wants_prompt_logprobs', 'prepare_input', 'ModelRunner',
-           'kv_bytes_per_token', 'profile_activation_bytes', 'num_kv_blocks', 'LLMEngine', 'AsyncLLMEngine']
+           'kv_bytes_per_token', 'profile_activation_bytes', 'num_kv_blocks', 'LLMEngine', 'EngineClosed',
+           'AsyncLLMEngine']
 
 # %% ../nbs/23_engine.ipynb #1e838d85
 @dataclass
@@ -167,9 +168,9 @@ class LLMEngine:
         self.requests[request_id] = req
         return req
 
-    def abort_request(self, request_id: str):
-        "Abort a waiting or running request; its blocks are freed now, its final output comes with the next step."
-        req = self.scheduler.abort(request_id)
+    def abort_request(self, request_id: str, error: str | None = None):
+        "Abort a waiting or running request (fail it, when `error` says why); its blocks are freed now, its final output comes with the next step."
+        req = self.scheduler.abort(request_id, error)
         if req is None: logger.warning(f'abort_request: no unfinished request with id {request_id!r}'); return
         del self.requests[request_id]
         self.prompt_logits.pop(request_id, None)
@@ -183,7 +184,11 @@ class LLMEngine:
         outs, self.pending_outputs = self.pending_outputs, []
         sched = self.scheduler.schedule()
         if sched.is_empty: return outs + self.idle()
-        inp, logits = self.execute(sched)
+        held = sum(s.seq.num_computed_tokens + s.num_new_tokens for s in sched.scheduled)   # tokens with K/V after this step
+        self.kv_usage_history.append((self.kv_manager.num_used_blocks, held))
+        if sched.blocks_to_copy: self.kv_cache.copy_blocks(sched.blocks_to_copy)
+        try: inp, logits = self.execute(sched)
+        except Exception as e: return outs + self.execute_alone(sched, e)
         return outs + self.postprocess(sched, inp, logits)
 
     def idle(self) -> list[RequestOutput]:
@@ -193,11 +198,8 @@ class LLMEngine:
         return []
 
     def execute(self, sched: SchedulerOutput) -> tuple[ModelInput, torch.Tensor]:
-        "Copy-on-write blocks, flatten the batch, one forward: (the input, logits of the rows that need them)."
+        "Flatten the batch, one forward: (the input, logits of the rows that need them)."
         try:
-            if sched.blocks_to_copy: self.kv_cache.copy_blocks(sched.blocks_to_copy)
-            held = sum(s.seq.num_computed_tokens + s.num_new_tokens for s in sched.scheduled)   # tokens with K/V after this step
-            self.kv_usage_history.append((self.kv_manager.num_used_blocks, held))
             inp = prepare_input(sched.scheduled, self.kv_manager, self.lm.device)
             logits = self.runner.execute(inp)
         except Exception:                               # blocks registered for this step may never have been written:
@@ -205,31 +207,67 @@ class LLMEngine:
         self.num_steps += 1; self.num_tokens += inp.num_tokens
         return inp, logits
 
+    def execute_alone(self, sched: SchedulerOutput, error: Exception) -> list[RequestOutput]:
+        """The batch's forward raised: run each request's share of it alone (writing the same K/V to the same slots);
+        a request whose share still raises fails, with the error in its output; the others go on."""
+        logger.error(f'a forward over {len(sched.scheduled)} sequences failed ({error!r}); running each request alone')
+        parts: dict[int, list[ScheduledRequest]] = {}
+        for s in sched.scheduled: parts.setdefault(id(s.request), []).append(s)
+        outs = []
+        for part in parts.values():
+            one = SchedulerOutput(scheduled=part)
+            try: inp, logits = self.execute(one)
+            except Exception as e: self.fail(part[0].request, e); outs += self.outputs_of([part[0].request]); continue
+            outs += self.postprocess(one, inp, logits)
+        return outs
+
+    def fail(self, req: Request, error: BaseException):
+        "Mark a request whose own work raised as failed (finish_reason 'error', the message in its output)."
+        logger.error(f'request {req.request_id!r} failed and ends alone: {error!r}')
+        logger.debug('its traceback:', exc_info=error)
+        req.fail(f'{type(error).__name__}: {error}')
+
     def postprocess(self, sched: SchedulerOutput, inp: ModelInput, logits: torch.Tensor) -> list[RequestOutput]:
         "Advance every scheduled sequence, sample where a prompt or a decode ended, record tokens, free what finished."
         self.collect_prompt_logprobs(sched, inp, logits)
-        samples = []                                        # (request, sequence, its logits row)
+        samples, moved = [], {}                             # (request, sequence, its logits row); requests with news
         for i, s in enumerate(sched.scheduled):
             s.seq.num_computed_tokens += s.num_new_tokens
-            if inp.sample_rows[i] is None: continue         # mid-prompt: its first token comes with its last chunk
-            samples += [(s.request, q, inp.sample_rows[i]) for q in [s.seq] + self.fork(s)]
-        if not samples: return []
-        picked = [row for *_, row in samples]
-        if picked != list(range(logits.shape[0])): logits = logits[picked]   # usually every row once, in order: no copy
-        tokens, logprobs, tops = sample_next(self.lm, self.sampler, [r for r, _, _ in samples], logits,
-                                             [q for _, q, _ in samples], self.generator)
-        now, moved = time.perf_counter(), {}
+            if s.request.is_finished: moved[s.request.request_id] = s.request   # failed in its prompt logprobs
+            elif inp.sample_rows[i] is not None:            # else mid-prompt: its first token comes with its last chunk
+                samples += [(s.request, q, inp.sample_rows[i]) for q in [s.seq] + self.fork(s)]
+        tokens, logprobs, tops = self.sample(samples, logits) if samples else ([], [], None)
+        now = time.perf_counter()
         for i, (req, seq, _) in enumerate(samples):
             moved[req.request_id] = req
-            if req.is_finished: continue                    # aborted: a sibling sequence failed
+            if req.is_finished: continue                    # failed: its sampling, or a sibling sequence's token
             try: record_token(self.lm, req, seq, tokens[i], logprobs[i], tops[i] if tops else None, now)
-            except Exception as e:                          # one broken request must not take the batch down
-                logger.exception(f'request {req.request_id!r} failed and is aborted: {e}')
-                req.abort()
+            except Exception as e: self.fail(req, e)        # one broken request must not take the batch down
+        return self.outputs_of(moved.values())
+
+    def sample(self, samples: list, logits: torch.Tensor) -> tuple[list, list, list | None]:
+        """One sampler call for all rows: (tokens, logprobs, top logprobs or None). If it raises, each request's rows
+        are sampled alone and the requests that still raise fail (their tokens None); the others keep their samples."""
+        reqs, seqs = [r for r, _, _ in samples], [q for _, q, _ in samples]
+        picked = [row for *_, row in samples]
+        if picked != list(range(logits.shape[0])): logits = logits[picked]   # usually every row once, in order: no copy
+        try: return sample_next(self.lm, self.sampler, reqs, logits, seqs, self.generator)
+        except Exception as e: logger.error(f'sampling {len(samples)} rows failed ({e!r}); sampling each request alone')
+        rows_of: dict[int, list[int]] = {}
+        for j, r in enumerate(reqs): rows_of.setdefault(id(r), []).append(j)
+        tokens, logprobs, tops = [None] * len(samples), [None] * len(samples), [None] * len(samples)
+        for rows in rows_of.values():
+            try: t, lp, tp = sample_next(self.lm, self.sampler, [reqs[j] for j in rows], logits[rows], [seqs[j] for j in rows], self.generator)
+            except Exception as e: self.fail(reqs[rows[0]], e); continue
+            for k, j in enumerate(rows): tokens[j], logprobs[j], tops[j] = t[k], lp[k], tp[k] if tp else None
+        return tokens, logprobs, tops
+
+    def outputs_of(self, reqs) -> list[RequestOutput]:
+        "Each request's output after a step; finished sequences' blocks freed, finished requests forgotten."
         outs = []
-        for req in moved.values():
+        for req in reqs:
             if any(q.is_finished for q in req.seqs): self.scheduler.finish(req)   # frees finished sequences' blocks
-            if req.is_finished: self.requests.pop(req.request_id, None)
+            if req.is_finished: self.requests.pop(req.request_id, None); self.prompt_logits.pop(req.request_id, None)
             outs.append(RequestOutput.from_request(req, logprobs=req.sampling_params.logprobs is not None))
         return outs
 
@@ -237,11 +275,13 @@ class LLMEngine:
         "Gather each prompt's logits chunk by chunk; when its last chunk is in, turn them into prompt logprobs."
         for i, rows in inp.prompt_rows.items():
             s = sched.scheduled[i]; r = s.request
-            if s.seq.num_computed_tokens == 0: self.prompt_logits[r.request_id] = []   # (re)starting from the first token
-            self.prompt_logits[r.request_id].append(logits[rows])
-            if s.seq.num_computed_tokens + s.num_new_tokens >= len(r.prompt_token_ids):
-                parts = self.prompt_logits.pop(r.request_id)
-                r.prompt_logprobs = compute_prompt_logprobs(torch.cat(parts), r.prompt_token_ids, r.sampling_params.prompt_logprobs)
+            try:
+                if s.seq.num_computed_tokens == 0: self.prompt_logits[r.request_id] = []   # (re)starting from the first token
+                self.prompt_logits[r.request_id].append(logits[rows])
+                if s.seq.num_computed_tokens + s.num_new_tokens >= len(r.prompt_token_ids):
+                    parts = self.prompt_logits.pop(r.request_id)
+                    r.prompt_logprobs = compute_prompt_logprobs(torch.cat(parts), r.prompt_token_ids, r.sampling_params.prompt_logprobs)
+            except Exception as e: self.fail(r, e)
 
     def fork(self, s: ScheduledRequest) -> list:
         "Once a request with n > 1 has its prompt computed, its other sequences share the prompt's blocks."
@@ -272,6 +312,9 @@ class LLMEngine:
     def __repr__(self): return f'LLMEngine({self.scheduler}, {self.runner})'
 
 # %% ../nbs/23_engine.ipynb #275de268
+class EngineClosed(RuntimeError):
+    "The engine takes no new requests (its server is shutting down)."
+
 class AsyncLLMEngine:
     "asyncio front of an engine: `async for out in engine.generate(prompt, params)`, one background loop for all."
     def __init__(self, engine: LLMEngine):
@@ -283,6 +326,8 @@ class AsyncLLMEngine:
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix='folovllm-step')
         self._counter = 0
+        self.closed: str | None = None                  # why new requests are refused (set by `close`)
+        self._fail_message: str | None = None           # set by `fail_all`: every unfinished request ends with it
 
     @classmethod
     def from_llm(cls, llm) -> AsyncLLMEngine: return cls(llm.engine)
@@ -295,6 +340,7 @@ class AsyncLLMEngine:
     async def generate(self, prompt, sampling_params: SamplingParams | None = None, request_id: str | None = None):
         "Yield this request's RequestOutput after every step it advances in; the last one has `finished=True`."
         self._start()
+        if self.closed is not None: raise EngineClosed(self.closed)
         if request_id is None: request_id = f'async-{self._counter}'; self._counter += 1
         if request_id in self._queues or request_id in self.engine.requests:
             raise ValueError(f'request id {request_id!r} is already in use')
@@ -318,6 +364,16 @@ class AsyncLLMEngine:
         self._aborts.append(request_id)
         if self._wake is not None: self._wake.set()
 
+    def close(self, reason: str):
+        "Refuse new requests from now on (`generate` raises `EngineClosed(reason)`); running ones go on."
+        self.closed = reason
+
+    def fail_all(self, message: str):
+        "End every unfinished request before the next step, each with `message` as its error (a shutdown deadline)."
+        self.close(message)
+        self._fail_message = message
+        if self._wake is not None: self._wake.set()
+
     def _apply_pending(self):
         "Add and abort requests on the event-loop thread, between steps (the engine is not thread-safe)."
         adds, self._adds = self._adds, []
@@ -328,6 +384,8 @@ class AsyncLLMEngine:
         aborts, self._aborts = self._aborts, []
         for rid in aborts:
             if rid in self.engine.requests: self.engine.abort_request(rid)
+        if self._fail_message is not None:
+            for rid in list(self.engine.requests): self.engine.abort_request(rid, error=self._fail_message)
 
     async def _run(self):
         "The one loop that steps the engine while anything is queued or running."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_generate.ipynb #bf214c9d
 from __future__ import annotations
-import dataclasses, itertools, logging, time, weakref
+import dataclasses, itertools, logging, numbers, time, weakref
 from collections import deque
 import torch
 from .config import EngineConfig, SamplingParams
@@ -16,22 +16,32 @@ from .sampler import Sampler, SamplingMetadata, IncrementalDetokenizer, check_st
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['logger', 'to_token_ids', 'seq_seed', 'check_params', 'new_request', 'sample_next', 'record_token',
+__all__ = ['logger', 'check_unicode', 'to_token_ids', 'seq_seed', 'check_params', 'new_request', 'sample_next', 'record_token',
            'SingleRequestEngine', 'delta_output', 'params_list', 'add_requests', 'step_outputs', 'drain', 'generate',
-           'stream_outputs', 'stream', 'chat_prompt', 'chat']
+           'stream_outputs', 'stream', 'message_content', 'chat_prompt', 'chat']
 
 # %% ../nbs/14_generate.ipynb #a7729bca
+def check_unicode(text: str, where: str):
+    "Refuse text with a lone surrogate (valid in a Python str, not in UTF-8): tokenizers cannot encode it."
+    try: text.encode('utf-8')
+    except UnicodeEncodeError as e:
+        raise ValueError(f'{where} is not valid Unicode: lone surrogate {text[e.start]!r} at character {e.start}') from None
+
 def to_token_ids(prompt, tokenizer, vocab_size: int, max_model_len: int, index: int = 0) -> tuple[str | None, list[int]]:
     "Validate one prompt and return (text or None, token ids)."
     where = f'prompt {index}'
     if isinstance(prompt, str):
         if prompt == '': raise ValueError(f'{where} is empty: give at least one character or token')
+        check_unicode(prompt, where)
         text, ids = prompt, tokenizer.encode(prompt)
     elif isinstance(prompt, dict) and 'prompt_token_ids' in prompt:
         text, ids = prompt.get('prompt'), prompt['prompt_token_ids']
-        if not isinstance(ids, (list, tuple)) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+        if not isinstance(ids, (list, tuple)):
             raise ValueError(f'{where}: prompt_token_ids must be a list of ints, got {type(ids).__name__}')
-        ids = list(ids)
+        for j, t in enumerate(ids):                       # numpy / torch integer scalars are ints too; bools and floats are not
+            if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+                raise ValueError(f'{where}: prompt_token_ids[{j}]={t!r} is a {type(t).__name__}: token ids must be ints')
+        ids = [int(t) for t in ids]
     else:
         raise ValueError(f'{where} must be a string or a dict with "prompt_token_ids", got {type(prompt).__name__}')
     if len(ids) == 0: raise ValueError(f'{where} is empty: it has no tokens')
@@ -61,6 +71,12 @@ def check_params(lm: LoadedModel, params: SamplingParams, request_id: str = '') 
         if k is not None and k > lm.vocab_size:
             raise ValueError(f'SamplingParams.{name}={k} is invalid: must be None or an integer in [0, {lm.vocab_size}] '
                              f'(the vocabulary size of this model)')
+    if params.max_tokens is not None and params.max_tokens > lm.max_model_len:
+        raise ValueError(f'SamplingParams.max_tokens={params.max_tokens} is invalid: must be None or an integer in '
+                         f'[1, {lm.max_model_len}] (max_model_len of this model)')
+    outside = [t for t in params.logit_bias or {} if t >= lm.vocab_size]
+    if outside:
+        raise ValueError(f'SamplingParams.logit_bias has token ids {outside[:5]} outside the vocabulary [0, {lm.vocab_size})')
 
 def new_request(lm: LoadedModel, request_id: str, prompt, params: SamplingParams,
                 prompt_token_ids: list[int] | None = None) -> Request:
@@ -262,13 +278,28 @@ def stream(engine, prompt, sampling_params: SamplingParams | None = None):
         yield out, text[sent:]
         sent = len(text)
 
+def message_content(m, i: int) -> str:
+    "Message i's text: a string, or OpenAI's list of text parts joined; anything else is refused, naming the message."
+    if not isinstance(m, dict) or not isinstance(m.get('role'), str) or 'content' not in m:
+        raise ValueError(f'messages[{i}] must be a {{"role": str, "content": str}} dict, got {m!r:.60}')
+    c = m['content']
+    if isinstance(c, list) and all(isinstance(p, dict) and p.get('type') == 'text' and isinstance(p.get('text'), str) for p in c):
+        c = ''.join(p['text'] for p in c)
+    if not isinstance(c, str):
+        raise ValueError(f'messages[{i}].content must be a string or a list of {{"type": "text", "text": str}} parts, '
+                         f'got {type(c).__name__}')
+    check_unicode(c, f'messages[{i}].content')
+    return c
+
 def chat_prompt(lm: LoadedModel, messages: list[dict]) -> dict:
     "Chat messages as a token-id prompt, through the tokenizer's chat template (generation prompt added)."
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and 'role' in m and 'content' in m for m in messages):
-        raise ValueError('messages must be a list of {"role": ..., "content": ...} dicts')
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f'messages must be a non-empty list of {{"role": ..., "content": ...}} dicts, got {messages!r:.60}')
+    msgs = [{**m, 'content': message_content(m, i)} for i, m in enumerate(messages)]
     tok = lm.tokenizer
     if not getattr(tok, 'chat_template', None): raise ValueError(f'the model {lm.source} has no chat template')
-    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    try: text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    except Exception as e: raise ValueError(f'messages: the chat template refused them: {e}') from None
     return {'prompt': text, 'prompt_token_ids': tok.encode(text, add_special_tokens=False)}
 
 def chat(engine, messages, sampling_params=None, use_tqdm: bool = True) -> list[RequestOutput]:

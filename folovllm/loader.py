@@ -20,12 +20,12 @@ logger = logging.getLogger('folovllm')
 # %% auto #0
 __all__ = ['logger', 'DEFAULT_GGUF', 'HUB_ID', 'Q', 'DEQUANTIZERS', 'GGUF_TOP_NAMES', 'GGUF_BLOCK_NAMES', 'GGUF_ARCHS',
            'CACHE_VERSION', 'DTYPE_MAP', 'Checkpoint', 'default_model_path', 'hub_snapshot', 'resolve_model',
-           'read_config', 'safetensors_files', 'read_index', 'load_tokenizer', 'load_safetensors_dir', 'open_gguf',
-           'gguf_metadata', 'block_scale', 'nibbles', 'dequant_q8_0', 'dequant_q4_0', 'dequant_q4_1', 'dequant_f32',
-           'dequant_f16', 'dequant_bf16', 'torch_shape', 'dequantize_tensor', 'hf_name', 'permute_rope_rows',
-           'unpermute_rope_rows', 'gguf_config', 'gguf_state_dict', 'gguf_tokenizer', 'convert_gguf', 'cache_root',
-           'cache_key', 'save_cache', 'load_cached', 'load_gguf', 'load_checkpoint', 'check_device', 'eos_token_ids',
-           'LoadedModel']
+           'read_config', 'safetensors_files', 'read_safetensors', 'read_index', 'load_tokenizer',
+           'load_safetensors_dir', 'open_gguf', 'gguf_metadata', 'block_scale', 'nibbles', 'dequant_q8_0',
+           'dequant_q4_0', 'dequant_q4_1', 'dequant_f32', 'dequant_f16', 'dequant_bf16', 'torch_shape',
+           'dequantize_tensor', 'hf_name', 'permute_rope_rows', 'unpermute_rope_rows', 'gguf_config', 'gguf_state_dict',
+           'gguf_tokenizer', 'convert_gguf', 'cache_root', 'cache_key', 'save_cache', 'load_cached', 'load_gguf',
+           'load_checkpoint', 'check_device', 'eos_token_ids', 'LoadedModel']
 
 # %% ../nbs/11_loader.ipynb #02271c3c
 @dataclass
@@ -95,6 +95,11 @@ def safetensors_files(directory: Path) -> list[Path]:
     if missing: raise FileNotFoundError(f"{index} names shard(s) missing from {directory}: {', '.join(missing)}")
     return [directory / s for s in shards]
 
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    "The tensors of one safetensors file; a `ValueError` naming the file if it is not readable (truncated, not safetensors)."
+    try: return load_file(path)
+    except Exception as e: raise ValueError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e}); is it complete?") from None
+
 def read_index(index: Path) -> dict:
     "The `weight_map` (tensor name -> shard file) of a sharded checkpoint's index."
     try: return json.loads(index.read_text())['weight_map']
@@ -112,7 +117,7 @@ def load_safetensors_dir(directory: Path) -> Checkpoint:
     "Config, tensors (stored dtype) and tokenizer of a Hugging Face model directory."
     directory = Path(directory)
     config, state_dict = read_config(directory), {}
-    for f in safetensors_files(directory): state_dict.update(load_file(f))
+    for f in safetensors_files(directory): state_dict.update(read_safetensors(f))
     return Checkpoint(config, state_dict, load_tokenizer(directory), str(directory), 'safetensors')
 
 # %% ../nbs/11_loader.ipynb #d92dce04

@@ -64,6 +64,7 @@ class SamplingMetadata:
     output_token_ids: torch.Tensor | None # [B, Lo] long padded with V; None when no row has a penalty
     prompt_token_ids: torch.Tensor | None # [B, Lp] long padded with V; None when no row has a repetition penalty
     banned: tuple[torch.Tensor, torch.Tensor] | None  # min_tokens: (rows, token ids) set to -inf
+    bias: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # logit_bias: (rows, token ids, values) added
     generators: list[torch.Generator | None]
     generator: torch.Generator | None     # the engine's: random rows without a seed draw from it
     shared_rows: list[int]                # random rows without a seed: one draw from `generator` for all of them
@@ -84,8 +85,8 @@ class SamplingMetadata:
     def batch_size(self) -> int: return len(self.generators)
 
     def __repr__(self):
-        on = [n for n, off in (('penalties', self.no_penalties), ('min_p', self.no_min_p),
-                               ('top_k/top_p', self.no_top_k_top_p), ('min_tokens', self.banned is None)) if not off]
+        on = [n for n, off in (('penalties', self.no_penalties), ('min_p', self.no_min_p), ('top_k/top_p', self.no_top_k_top_p),
+                               ('min_tokens', self.banned is None), ('logit_bias', self.bias is None)) if not off]
         return (f'SamplingMetadata(B={self.batch_size}, greedy={int(self.greedy.sum())}, seeded={len(self.seeded_rows)}, '
                 f'filters={on}, max_num_logprobs={self.max_num_logprobs})')
 
@@ -104,13 +105,16 @@ class SamplingMetadata:
         no_penalties = no_rep and all(sp.frequency_penalty == 0 and sp.presence_penalty == 0 for sp in params)
         rows, cols = min_tokens_bans(params, output_token_ids, V, eos_token_id)
         num_logprobs = [sp.logprobs for sp in params]
+        bias = [(i, tok, b) for i, sp in enumerate(params) for tok, b in (sp.logit_bias or {}).items()]
         return cls(
             temperature=t([1.0 if g else sp.temperature for sp, g in zip(params, greedy)]), greedy=t(greedy, torch.bool),
             top_k=t(f['top_k'], torch.long), top_p=t(f['top_p']), min_p=t(f['min_p']), repetition_penalty=t(rep),
             frequency_penalty=t([sp.frequency_penalty for sp in params]), presence_penalty=t([sp.presence_penalty for sp in params]),
             output_token_ids=None if no_penalties else pad_token_ids(output_token_ids, V, device),
             prompt_token_ids=None if no_rep else pad_token_ids(prompt_token_ids, V, device),
-            banned=(t(rows, torch.long), t(cols, torch.long)) if rows else None, generators=list(generators), generator=generator,
+            banned=(t(rows, torch.long), t(cols, torch.long)) if rows else None,
+            bias=(t([r for r, _, _ in bias], torch.long), t([c for _, c, _ in bias], torch.long), t([b for *_, b in bias]))
+                 if bias else None, generators=list(generators), generator=generator,
             shared_rows=[i for i in range(B) if not greedy[i] and generators[i] is None],
             seeded_rows=[i for i in range(B) if not greedy[i] and generators[i] is not None],
             num_logprobs=num_logprobs, max_num_logprobs=max((k for k in num_logprobs if k is not None), default=None),
@@ -235,7 +239,8 @@ class Sampler:
         return SamplerOutput(token_ids, *gather_logprobs(raw, token_ids, meta))
 
     def apply_bans_and_penalties(self, logits, meta):
-        "The steps greedy rows see too: penalties, then the min_tokens ban."
+        "The steps greedy rows see too: logit bias, penalties, then the min_tokens ban."
+        if meta.bias is not None: logits = logits.index_put(meta.bias[:2], meta.bias[2], accumulate=True)
         if not meta.no_penalties: logits = apply_penalties(logits, meta)
         if meta.banned is not None: logits = logits.index_put(meta.banned, torch.tensor(-math.inf, device=logits.device))
         return logits

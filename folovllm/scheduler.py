@@ -199,14 +199,15 @@ class Scheduler:
             if seq.is_finished: self.kv_manager.free(seq.seq_id)
         if req.is_finished and req in self.running: self.running.remove(req)
 
-    def abort(self, request_id: str) -> Request | None:
-        "Abort a waiting or running request: free its blocks, mark it aborted, return it (None if unknown)."
+    def abort(self, request_id: str, error: str | None = None) -> Request | None:
+        "Abort a waiting or running request (fail it, when `error` says why): free its blocks, return it (None if unknown)."
         for queue in (self.running, self.waiting):
             for req in queue:
                 if req.request_id == request_id:
                     queue.remove(req)
                     for seq in req.seqs: self.kv_manager.free(seq.seq_id)
-                    req.abort()
+                    if error is None: req.abort()
+                    else: req.fail(error)
                     return req
         return None
 

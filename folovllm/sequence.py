@@ -21,21 +21,23 @@ class SequenceStatus(enum.Enum):
     FINISHED_STOPPED = 'finished_stopped'
     FINISHED_LENGTH = 'finished_length'
     FINISHED_ABORTED = 'finished_aborted'
+    FINISHED_ERROR = 'finished_error'
 
     @property
     def is_finished(self) -> bool: return self in FINISH_REASONS
 
     @property
     def finish_reason(self) -> str | None:
-        "OpenAI/vLLM's finish_reason: 'stop', 'length' or 'abort' (None while alive)."
+        "OpenAI/vLLM's finish_reason: 'stop', 'length', 'abort' or 'error' (None while alive)."
         return FINISH_REASONS.get(self)
 
 S = SequenceStatus
-FINISH_REASONS = {S.FINISHED_STOPPED: 'stop', S.FINISHED_LENGTH: 'length', S.FINISHED_ABORTED: 'abort'}
+FINISH_REASONS = {S.FINISHED_STOPPED: 'stop', S.FINISHED_LENGTH: 'length', S.FINISHED_ABORTED: 'abort',
+                  S.FINISHED_ERROR: 'error'}
 ALLOWED_TRANSITIONS = {
-    S.WAITING:   {S.RUNNING, S.FINISHED_ABORTED},
-    S.RUNNING:   {S.PREEMPTED, S.FINISHED_STOPPED, S.FINISHED_LENGTH, S.FINISHED_ABORTED},
-    S.PREEMPTED: {S.RUNNING, S.FINISHED_ABORTED},
+    S.WAITING:   {S.RUNNING, S.FINISHED_ABORTED, S.FINISHED_ERROR},
+    S.RUNNING:   {S.PREEMPTED, S.FINISHED_STOPPED, S.FINISHED_LENGTH, S.FINISHED_ABORTED, S.FINISHED_ERROR},
+    S.PREEMPTED: {S.RUNNING, S.FINISHED_ABORTED, S.FINISHED_ERROR},
 }
 
 class InvalidTransition(ValueError):
@@ -134,6 +136,7 @@ class Request:
         self.seqs = [Sequence(self.prompt_token_ids, index=i) for i in range(sampling_params.n)]
         self.metrics = RequestMetrics(arrival_time=time.perf_counter() if arrival_time is None else arrival_time)
         self.prompt_logprobs: list[dict[int, float] | None] | None = None
+        self.error: str | None = None                # why the engine failed it (finish_reason 'error')
 
     @property
     def is_finished(self) -> bool: return all(s.is_finished for s in self.seqs)
@@ -141,7 +144,15 @@ class Request:
 
     def abort(self):
         "Finish every live sequence as aborted."
-        for s in self.live_seqs(): s.set_status(S.FINISHED_ABORTED)
+        self.finish_live(S.FINISHED_ABORTED)
+
+    def fail(self, message: str):
+        "Finish every live sequence with an error: this request's own work failed; `message` says why."
+        self.error = self.error or message
+        self.finish_live(S.FINISHED_ERROR)
+
+    def finish_live(self, status: SequenceStatus):
+        for s in self.live_seqs(): s.set_status(status)
         if self.metrics.finished_time is None: self.metrics.finished_time = time.perf_counter()
 
     def __repr__(self):
@@ -156,7 +167,7 @@ class CompletionOutput:
     token_ids: list[int]
     cumulative_logprob: float | None = None
     logprobs: list[dict[int, float]] | None = None
-    finish_reason: str | None = None     # 'stop' | 'length' | 'abort' | None while running
+    finish_reason: str | None = None     # 'stop' | 'length' | 'abort' | 'error' | None while running
     stop_reason: int | str | None = None # the stop string / token id that matched, if any
 
     @property
@@ -172,6 +183,7 @@ class RequestOutput:
     finished: bool
     prompt_logprobs: list[dict[int, float] | None] | None = None
     metrics: RequestMetrics | None = None
+    error: str | None = None             # set when the engine failed this request (finish_reason 'error')
 
     @classmethod
     def from_request(cls, req: Request, logprobs: bool = False) -> RequestOutput:
@@ -179,7 +191,8 @@ class RequestOutput:
         outs = [CompletionOutput(s.index, s.output_text, list(s.output_token_ids), s.cumulative_logprob,
                                  list(s.output_logprobs) if logprobs else None, s.status.finish_reason, s.stop_reason)
                 for s in req.seqs]
-        return cls(req.request_id, req.prompt, req.prompt_token_ids, outs, req.is_finished, req.prompt_logprobs, req.metrics)
+        return cls(req.request_id, req.prompt, req.prompt_token_ids, outs, req.is_finished, req.prompt_logprobs, req.metrics,
+                   req.error)
 
     def __repr__(self):
         texts = [(o.text[:40] + ('…' if len(o.text) > 40 else ''), o.finish_reason) for o in self.outputs]

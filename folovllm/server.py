@@ -7,31 +7,35 @@ from __future__ import annotations
 import asyncio, contextlib, dataclasses, json, logging, socket, threading, time, uuid
 from pathlib import Path
 from typing import Any, Literal
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from .config import SamplingParams
 from .sequence import RequestOutput
 from .generate import delta_output, to_token_ids
-from .engine import AsyncLLMEngine
+from .engine import AsyncLLMEngine, EngineClosed
 from .llm import LLM
 
 logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['logger', 'StreamOptions', 'SamplingFields', 'CompletionRequest', 'ChatMessage', 'ChatCompletionRequest',
-           'sampling_params_from', 'completion_prompts', 'message_text', 'APIError', 'error_response', 'param_of',
-           'start', 'merge', 'sse', 'completion_logprobs', 'chat_logprobs', 'usage_of', 'create_app', 'collect',
-           'stream', 'serve', 'free_port', 'ServerThread', 'run_sync', 'serve_benchmark', 'format_serve']
+__all__ = ['logger', 'UNION_FORMS', 'SHUTDOWN_TIMEOUT', 'StreamOptions', 'SamplingFields', 'CompletionRequest', 'ChatMessage',
+           'ChatCompletionRequest', 'logit_bias_of', 'sampling_params_from', 'completion_prompts', 'APIError',
+           'error_body', 'error_response', 'param_of', 'validation_error', 'http_error', 'Guard', 'start', 'merge',
+           'sse', 'completion_logprobs', 'chat_logprobs', 'usage_of', 'create_app', 'collect', 'until_disconnected',
+           'best_completions', 'stream', 'make_server', 'serve', 'free_port', 'ServerThread', 'run_sync',
+           'serve_benchmark', 'format_serve']
 
 # %% ../nbs/81_server.ipynb #d6421134
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True, extra='forbid')
     include_usage: bool = False
 
 class SamplingFields(BaseModel):
-    "Fields shared by completions and chat completions."
-    model_config = ConfigDict(extra='ignore', protected_namespaces=())
+    "Fields shared by completions and chat completions. Strict types (`true` is not 1); unknown fields are refused."
+    model_config = ConfigDict(strict=True, extra='forbid', protected_namespaces=())
     model: str | None = None
     max_tokens: int | None = None
     temperature: float = 1.0
@@ -45,8 +49,10 @@ class SamplingFields(BaseModel):
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
+    logit_bias: dict[str, float] | None = None   # OpenAI's: token ids as string keys
     ignore_eos: bool = False
     min_tokens: int = 0
+    user: str | None = None                      # OpenAI's end-user id: accepted, not used
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -54,34 +60,41 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = 16              # OpenAI's default for completions
     logprobs: int | None = None
+    echo: bool = False                       # prepend the prompt to each completion's text
+    best_of: int | None = None               # sample best_of, return the n with the highest cumulative logprob
+    suffix: str | None = None                # refused unless None: we only complete left to right
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra='ignore')
+    model_config = ConfigDict(strict=True, extra='forbid')
     role: str
     content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = None
+    max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = None
 
 # %% ../nbs/81_server.ipynb #e8c609be
-def sampling_params_from(body: SamplingFields, max_tokens: int | None, logprobs: int | None) -> SamplingParams:
+def logit_bias_of(bias: dict[str, float] | None) -> dict[int, float] | None:
+    "OpenAI's `logit_bias` (token ids as JSON string keys) with int keys."
+    if bias is None: return None
+    try: return {int(k): v for k, v in bias.items()}
+    except ValueError:
+        raise ValueError(f'SamplingParams.logit_bias={bias!r:.80} is invalid: keys must be token ids, such as "50256"') from None
+
+def sampling_params_from(body: SamplingFields, max_tokens: int | None, logprobs: int | None, n: int | None = None) -> SamplingParams:
     "The engine's `SamplingParams` for a request body (its validation errors name the field)."
-    shared = {f.name for f in dataclasses.fields(SamplingParams)} & set(SamplingFields.model_fields) - {'max_tokens'}
-    return SamplingParams(**{k: getattr(body, k) for k in shared}, max_tokens=max_tokens, logprobs=logprobs)
+    shared = {f.name for f in dataclasses.fields(SamplingParams)} & set(SamplingFields.model_fields) - {'max_tokens', 'logit_bias', 'n'}
+    return SamplingParams(**{k: getattr(body, k) for k in shared}, max_tokens=max_tokens, logprobs=logprobs,
+                          logit_bias=logit_bias_of(body.logit_bias), n=n or body.n)
 
 def completion_prompts(prompt) -> list:
     "OpenAI's prompt forms (a string, strings, token ids, lists of token ids) as engine prompts."
     if isinstance(prompt, str): return [prompt]
     if prompt and all(isinstance(t, int) for t in prompt): return [{'prompt_token_ids': prompt}]
     return [p if isinstance(p, str) else {'prompt_token_ids': p} for p in prompt]
-
-def message_text(m: ChatMessage) -> str:
-    "A message's text: the string, or its text parts joined."
-    if m.content is None or isinstance(m.content, str): return m.content or ''
-    return ''.join(p.get('text', '') for p in m.content if p.get('type') == 'text')
 
 # %% ../nbs/81_server.ipynb #238479c4
 class APIError(Exception):
@@ -90,15 +103,66 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.param = status, message, type, param
 
+def error_body(message: str, type: str, param: str | None, code: int) -> dict:
+    "OpenAI's error object."
+    return {'error': {'message': message, 'type': type, 'param': param, 'code': code}}
+
 def error_response(e: APIError) -> JSONResponse:
-    return JSONResponse({'error': {'message': e.message, 'type': e.type, 'param': e.param, 'code': e.status}},
-                        status_code=e.status)
+    return JSONResponse(error_body(e.message, e.type, e.param, e.status), status_code=e.status)
 
 def param_of(message: str) -> str | None:
     "The field a ValueError from SamplingParams or the prompt checks names ('SamplingParams.top_p=…' → 'top_p')."
-    if message.startswith('SamplingParams.'): return message.split('.', 1)[1].split('=', 1)[0]
+    if message.startswith('SamplingParams.'): return message.split('.', 1)[1].split('=', 1)[0].split(' ', 1)[0]
     if message.startswith('prompt'): return 'prompt'
+    if message.startswith('messages'): return 'messages'
     return None
+
+UNION_FORMS = {'prompt': 'a string, a list of strings, a list of token ids or a list of lists of token ids',
+               'stop': 'a string or a list of strings', 'content': 'a string or a list of {"type": "text", "text": ...} parts'}
+
+def validation_error(errors: list[dict]) -> APIError:
+    "A 400 naming the first field pydantic refused; unknown fields get OpenAI's own message."
+    err = errors[0]
+    if err.get('type') == 'json_invalid': return APIError(400, 'the body is not valid JSON')
+    path = []
+    for x in err.get('loc', ())[1:]:                     # ('body', field, ...); a union adds the tag of each type tried
+        if isinstance(x, str) and ('[' in x or x in ('str', 'int', 'float', 'bool', 'none')): break
+        path.append(str(x))
+    if not path: return APIError(400, f"the body must be a JSON object with the request's fields: {err.get('msg')}")
+    param = '.'.join(path)
+    if err.get('type') == 'extra_forbidden': return APIError(400, f'Unrecognized request argument supplied: {param}', param=param)
+    if len(path) < len(err['loc']) - 1 and path[-1] in UNION_FORMS: return APIError(400, f'{param}: must be {UNION_FORMS[path[-1]]}', param=param)
+    return APIError(400, f"{param}: {err.get('msg')}", param=param)
+
+def http_error(status: int, detail: str, method: str, path: str) -> APIError:
+    "Starlette's own errors (unknown route, wrong method, a body it cannot parse) in OpenAI's shape."
+    if status == 404: return APIError(404, f'no such endpoint: {method} {path}', 'not_found_error')
+    if status == 405: return APIError(405, f'{method} is not allowed on {path}')
+    if status == 400: return APIError(400, 'the body could not be parsed as JSON (it must be UTF-8, nested at most ~1000 levels)')
+    return APIError(status, str(detail), 'invalid_request_error' if status < 500 else 'server_error')
+
+class Guard:
+    """ASGI middleware around the whole app: the API key on every path but /health (so /stats, /docs and
+    /openapi.json too), and any unhandled exception as a 500 in OpenAI's shape instead of a plain-text page."""
+    def __init__(self, app, api_key: str | None = None): self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        if self.api_key is not None and scope['path'] != '/health':
+            headers = dict(scope.get('headers') or [])
+            if headers.get(b'authorization', b'') != f'Bearer {self.api_key}'.encode():
+                e = APIError(401, 'missing or wrong API key: send "Authorization: Bearer <key>"', 'authentication_error')
+                return await error_response(e)(scope, receive, send)
+        started = False
+        async def tracked(message):
+            nonlocal started
+            if message['type'] == 'http.response.start': started = True
+            await send(message)
+        try: await self.app(scope, receive, tracked)
+        except Exception as e:
+            logger.exception(f"unhandled error in {scope['method']} {scope['path']}")
+            if not started:
+                await error_response(APIError(500, f'internal error: {type(e).__name__}: {e}', 'server_error'))(scope, receive, send)
 
 # %% ../nbs/81_server.ipynb #6b32430b
 async def start(gens: list) -> list:
@@ -167,44 +231,54 @@ def usage_of(finals: list[RequestOutput]) -> dict:
 def create_app(llm: LLM, served_model_name: str | None = None, api_key: str | None = None) -> FastAPI:
     "A FastAPI app serving `llm` with OpenAI's completions, chat completions and models endpoints."
     app = FastAPI(title='FoloVLLM', description='OpenAI-compatible API on a continuous-batching engine')
+    app.add_middleware(Guard, api_key=api_key)
     engine = AsyncLLMEngine.from_llm(llm)
     name = served_model_name or llm.config.model_config.model or Path(str(llm.lm.source)).name
-    tok, created = llm.get_tokenizer(), int(time.time())
+    tok, created, L = llm.get_tokenizer(), int(time.time()), llm.lm.max_model_len
     app.state.llm, app.state.engine, app.state.model_name = llm, engine, name
 
     @app.exception_handler(APIError)
     async def _api_error(request, e: APIError): return error_response(e)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request, exc: RequestValidationError):
-        err = exc.errors()[0]
-        loc = '.'.join(str(x) for x in err.get('loc', ()) if x != 'body') or None
-        msg = 'the body is not valid JSON' if err.get('type') == 'json_invalid' else f"{loc or 'body'}: {err.get('msg')}"
-        return error_response(APIError(400, msg, param=None if err.get('type') == 'json_invalid' else loc))
+    async def _invalid(request, exc: RequestValidationError): return error_response(validation_error(exc.errors()))
 
-    def auth(request: Request):
-        if api_key is not None and request.headers.get('authorization') != f'Bearer {api_key}':
-            raise APIError(401, 'missing or wrong API key: send "Authorization: Bearer <key>"', 'authentication_error')
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, e): return error_response(http_error(e.status_code, e.detail, request.method, request.url.path))
 
     def check_model(model: str | None):
         if model is not None and model != name:
             raise APIError(404, f'the model {model!r} does not exist; this server serves {name!r}', 'not_found_error', 'model')
 
-    def checked_prompts(prompts) -> list:
-        "Token ids for every prompt (prompt errors → 400 before anything is queued)."
+    def make_params(body, max_tokens, logprobs, n=None) -> SamplingParams:
+        try: return sampling_params_from(body, max_tokens, logprobs, n)
+        except ValueError as e: raise APIError(400, str(e), param=param_of(str(e))) from None
+
+    async def checked_prompts(prompts, params: SamplingParams, max_field: str) -> list:
+        "Token ids for every prompt, tokenized off the event loop; prompt errors and prompts that leave no room → 400."
         if not prompts: raise APIError(400, 'prompt: give at least one prompt', param='prompt')
-        out = []
-        for i, p in enumerate(prompts):
-            try: text, ids = to_token_ids(p, tok, llm.lm.vocab_size, llm.lm.max_model_len, i)
+        def tokenize():
+            try: return [to_token_ids(p, tok, llm.lm.vocab_size, L, i) for i, p in enumerate(prompts)]
             except ValueError as e: raise APIError(400, str(e), param='prompt') from None
-            out.append({'prompt': text, 'prompt_token_ids': ids})
-        return out
+        out = await asyncio.to_thread(tokenize)             # a megabyte of text takes a second: other streams go on
+        for text, ids in out:
+            if params.max_tokens is not None and len(ids) + params.max_tokens > L:
+                raise APIError(400, f"this model's maximum context length is {L} tokens, but {len(ids) + params.max_tokens} were "
+                               f"requested ({len(ids)} in the prompt, {params.max_tokens} in the completion): shorten the prompt "
+                               f'or lower {max_field}', param=max_field)
+        return [{'prompt': text, 'prompt_token_ids': ids} for text, ids in out]
 
     async def run(prompts: list, params: SamplingParams, rid: str):
         "Queue the prompts; returns (generators, their first outputs), or raises a 400 if the engine refuses one."
         gens = [engine.generate(p, params, request_id=f'{rid}-{i}') for i, p in enumerate(prompts)]
         try: return gens, await start(gens)
         except ValueError as e: raise APIError(400, str(e), param=param_of(str(e))) from None
+        except EngineClosed as e: raise APIError(503, str(e), 'server_error') from None
+
+    def check_errors(finals: list[RequestOutput]):
+        "A request the engine failed (or cut at shutdown) answers a 500 (503) instead of a partial result."
+        for o in finals:
+            if o.error is not None: raise APIError(503 if engine.closed else 500, o.error, 'server_error')
 
     @app.get('/health')
     async def health(): return {'status': 'ok'}
@@ -212,49 +286,65 @@ def create_app(llm: LLM, served_model_name: str | None = None, api_key: str | No
     @app.get('/stats')
     async def stats(): return {k: v for k, v in llm.stats().items() if k != 'kv_usage_history'}
 
-    @app.get('/v1/models', dependencies=[Depends(auth)])
+    @app.get('/v1/models')
     async def models():
         return {'object': 'list', 'data': [{'id': name, 'object': 'model', 'created': created, 'owned_by': 'folovllm',
-                                            'max_model_len': llm.lm.max_model_len}]}
+                                            'max_model_len': L}]}
 
-    @app.post('/v1/completions', dependencies=[Depends(auth)])
-    async def completions(body: CompletionRequest):
+    @app.post('/v1/completions')
+    async def completions(body: CompletionRequest, request: Request):
         check_model(body.model)
-        params = make_params(body, body.max_tokens, body.logprobs)
+        if body.suffix is not None: raise APIError(400, 'suffix is not supported: this server only completes left to right', param='suffix')
+        if body.echo and body.logprobs is not None:
+            raise APIError(400, 'echo together with logprobs is not supported: drop one of them', param='echo')
+        best_of = body.n if body.best_of is None else body.best_of
+        if best_of < body.n: raise APIError(400, f'best_of={best_of} is invalid: must be >= n={body.n}', param='best_of')
+        if best_of > body.n and body.stream:
+            raise APIError(400, f'best_of={best_of} > n={body.n} cannot be streamed: the best completions are known only at the end',
+                           param='best_of')
+        params = make_params(body, body.max_tokens, body.logprobs, n=best_of)   # best_of < n: SamplingParams names it
+        prompts = await checked_prompts(completion_prompts(body.prompt), params, 'max_tokens')
         rid = f'cmpl-{uuid.uuid4().hex}'
-        gens, firsts = await run(checked_prompts(completion_prompts(body.prompt)), params, rid)
+        gens, firsts = await run(prompts, params, rid)
         head = {'id': rid, 'object': 'text_completion', 'created': int(time.time()), 'model': name}
+        echo, echoed = [p['prompt'] if p['prompt'] is not None else tok.decode(p['prompt_token_ids']) for p in prompts], set()
         def choice(i, c, o):
-            return {'index': i * params.n + c.index, 'text': c.text, 'finish_reason': c.finish_reason,
+            text = c.text
+            if body.echo and (i, c.index) not in echoed: echoed.add((i, c.index)); text = echo[i] + text
+            return {'index': i * body.n + c.index, 'text': text, 'finish_reason': c.finish_reason,
                     'stop_reason': c.stop_reason, 'logprobs': completion_logprobs(tok, c)}
-        if body.stream: return StreamingResponse(stream(gens, firsts, head, choice, body), media_type='text/event-stream')
-        finals = await collect(gens, firsts)
-        return {**head, 'choices': [choice(i, c, o) for i, o in enumerate(finals) for c in o.outputs], 'usage': usage_of(finals)}
+        if body.stream: return StreamingResponse(stream(engine, gens, firsts, head, choice, body), media_type='text/event-stream')
+        finals = await until_disconnected(request, collect(gens, firsts))
+        if finals is None: return Response(status_code=499)      # the client left: nobody to answer
+        check_errors(finals)
+        best = [best_completions(o, body.n) for o in finals]
+        return {**head, 'choices': [choice(i, c, o) for i, o in enumerate(best) for c in o.outputs], 'usage': usage_of(finals)}
 
-    @app.post('/v1/chat/completions', dependencies=[Depends(auth)])
-    async def chat(body: ChatCompletionRequest):
+    @app.post('/v1/chat/completions')
+    async def chat(body: ChatCompletionRequest, request: Request):
         check_model(body.model)
         k = body.top_logprobs or 0
-        params = make_params(body, body.max_completion_tokens or body.max_tokens, k if body.logprobs else None)
-        try: prompt = llm.apply_chat_template([{'role': m.role, 'content': message_text(m)} for m in body.messages])
-        except Exception as e: raise APIError(400, f'messages: {e}', param='messages') from None
+        max_field, max_tokens = (('max_completion_tokens', body.max_completion_tokens) if body.max_completion_tokens is not None
+                                 else ('max_tokens', body.max_tokens))
+        params = make_params(body, max_tokens, k if body.logprobs else None)
+        messages = [{'role': m.role, 'content': m.content} for m in body.messages]
+        try: prompt = await asyncio.to_thread(llm.apply_chat_template, messages)
+        except ValueError as e: raise APIError(400, str(e), param='messages') from None
         rid = f'chatcmpl-{uuid.uuid4().hex}'
-        gens, firsts = await run(checked_prompts([prompt]), params, rid)
+        gens, firsts = await run(await checked_prompts([prompt], params, max_field), params, rid)
         head = {'id': rid, 'object': 'chat.completion', 'created': int(time.time()), 'model': name}
         if body.stream:
             def chunk_choice(i, c, o):
                 return {'index': c.index, 'delta': {'role': 'assistant', 'content': c.text}, 'finish_reason': c.finish_reason,
                         'logprobs': chat_logprobs(tok, c, k)}
-            return StreamingResponse(stream(gens, firsts, {**head, 'object': 'chat.completion.chunk'}, chunk_choice, body),
+            return StreamingResponse(stream(engine, gens, firsts, {**head, 'object': 'chat.completion.chunk'}, chunk_choice, body),
                                      media_type='text/event-stream')
-        finals = await collect(gens, firsts)
+        finals = await until_disconnected(request, collect(gens, firsts))
+        if finals is None: return Response(status_code=499)
+        check_errors(finals)
         choices = [{'index': c.index, 'message': {'role': 'assistant', 'content': c.text}, 'finish_reason': c.finish_reason,
                     'stop_reason': c.stop_reason, 'logprobs': chat_logprobs(tok, c, k)} for c in finals[0].outputs]
         return {**head, 'choices': choices, 'usage': usage_of(finals)}
-
-    def make_params(body, max_tokens, logprobs) -> SamplingParams:
-        try: return sampling_params_from(body, max_tokens, logprobs)
-        except ValueError as e: raise APIError(400, str(e), param=param_of(str(e))) from None
 
     return app
 
@@ -266,37 +356,83 @@ async def collect(gens: list, firsts: list) -> list[RequestOutput]:
         async for i, out in outs: finals[i] = out
     return finals
 
-async def stream(gens: list, firsts: list, head: dict, choice, body: SamplingFields):
-    "SSE chunks: for every output, each completion's new text (and logprobs); usage last if asked; then [DONE]."
+async def until_disconnected(request: Request, coro):
+    """Await `coro`, or cancel it and return None if the client disconnects first: a non-streaming client that
+    leaves frees its requests at once (closing their generators aborts them), not when they would have finished."""
+    task = asyncio.ensure_future(coro)
+    async def gone():
+        while (await request.receive())['type'] != 'http.disconnect': pass
+    watcher = asyncio.ensure_future(gone())
+    try: await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException: task.cancel(); raise
+    finally: watcher.cancel()
+    if task.done(): return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError): await task
+    logger.info('client disconnected: its requests were aborted')
+    return None
+
+def best_completions(out: RequestOutput, n: int) -> RequestOutput:
+    "The n completions with the highest cumulative logprob, renumbered 0..n-1 (OpenAI's `best_of`)."
+    if len(out.outputs) <= n: return out
+    best = sorted(out.outputs, key=lambda c: -c.cumulative_logprob)[:n]
+    return dataclasses.replace(out, outputs=[dataclasses.replace(c, index=j) for j, c in enumerate(best)])
+
+async def stream(engine: AsyncLLMEngine, gens: list, firsts: list, head: dict, choice, body: SamplingFields):
+    """SSE chunks: for every output, each completion's new text (and logprobs); usage last if asked; then [DONE].
+    A request the engine fails (or cuts at shutdown) ends its stream with an error event, then [DONE]."""
     sent, finals = {}, list(firsts)
     try:
         async with contextlib.aclosing(merge(gens, firsts)) as outs:   # closed even if the client goes away
             async for i, out in outs:
                 finals[i] = out
                 d = delta_output(out, sent)
-                choices = [choice(i, c, d) for c in d.outputs if c.text or c.finish_reason or c.token_ids]
+                choices = [choice(i, c, d) for c in d.outputs if c.text or c.token_ids or (c.finish_reason and c.finish_reason != 'error')]
                 if choices: yield sse({**head, 'choices': choices})
+                if out.error is not None: raise (EngineClosed if engine.closed else RuntimeError)(out.error)
         if body.stream_options and body.stream_options.include_usage:
             yield sse({**head, 'choices': [], 'usage': usage_of(finals)})
-        yield sse('[DONE]')
     except Exception as e:                      # the response has started: report the error in the stream
-        logger.exception('stream failed')
-        yield sse({'error': {'message': str(e), 'type': 'internal_error', 'param': None, 'code': 500}})
+        if not isinstance(e, EngineClosed): logger.error(f'stream {head["id"]} failed: {e}')
+        code = 503 if isinstance(e, EngineClosed) else 500
+        yield sse(error_body(str(e), 'server_error', None, code))
+    yield sse('[DONE]')
 
 # %% ../nbs/81_server.ipynb #836eb29c
-def serve(llm: LLM, host: str = '127.0.0.1', port: int = 8000, api_key: str | None = None,
-          served_model_name: str | None = None, log_level: str = 'info'):
-    "Serve `llm` over HTTP until SIGINT / SIGTERM, which finish the open responses and exit with status 0."
+SHUTDOWN_TIMEOUT = 5.0      # seconds open responses get to finish after SIGTERM / SIGINT
+
+def make_server(app: FastAPI, host: str = '127.0.0.1', port: int = 8000, log_level: str = 'info',
+                shutdown_timeout: float = SHUTDOWN_TIMEOUT):
+    """A uvicorn server for `app` that drains on SIGTERM / SIGINT: no new requests (503), open ones get
+    `shutdown_timeout` seconds to finish; then every open stream ends with an error event and [DONE], every
+    waiting non-streaming client gets a 503, and the process exits with status 0. A second signal cuts at once."""
     import uvicorn
+    engine: AsyncLLMEngine = app.state.engine
+    cut = f'the server shut down before this request finished (shutdown timeout {shutdown_timeout:g} s)'
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self):          # uvicorn re-raises the stop signal after shutting down; we exit normally
             with super().capture_signals():
                 yield
                 self._captured_signals.clear()
+
+        def handle_exit(self, sig, frame):  # never uvicorn's force-exit, which drops streams without a word
+            if self.should_exit: engine.fail_all(cut)
+            self.should_exit = True
+
+        async def shutdown(self, sockets=None):
+            engine.close('the server is shutting down')
+            asyncio.get_running_loop().call_later(shutdown_timeout, engine.fail_all, cut)
+            await super().shutdown(sockets)
+    return Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                 timeout_graceful_shutdown=shutdown_timeout + 5))   # a backstop if a response hangs
+
+def serve(llm: LLM, host: str = '127.0.0.1', port: int = 8000, api_key: str | None = None,
+          served_model_name: str | None = None, log_level: str = 'info', shutdown_timeout: float = SHUTDOWN_TIMEOUT):
+    "Serve `llm` over HTTP until SIGINT / SIGTERM (see `make_server`), then exit with status 0."
     app = create_app(llm, served_model_name, api_key)
     logger.info(f'serving {app.state.model_name!r} on http://{host}:{port}/v1')
-    Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
+    make_server(app, host, port, log_level, shutdown_timeout).run()
     logger.info('server stopped')
 
 def free_port(host: str = '127.0.0.1') -> int:
@@ -305,11 +441,11 @@ def free_port(host: str = '127.0.0.1') -> int:
 
 class ServerThread:
     "A uvicorn server for `llm` in a background thread: `start()`, `url`, `stop()`."
-    def __init__(self, llm: LLM, port: int | None = None, api_key: str | None = None, served_model_name: str | None = None):
-        import uvicorn
-        self.port = port or free_port()
+    def __init__(self, llm: LLM, port: int | None = None, api_key: str | None = None, served_model_name: str | None = None,
+                 shutdown_timeout: float = SHUTDOWN_TIMEOUT):
+        self.port, self.shutdown_timeout = port or free_port(), shutdown_timeout
         self.app = create_app(llm, served_model_name, api_key)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host='127.0.0.1', port=self.port, log_level='warning'))
+        self.server = make_server(self.app, '127.0.0.1', self.port, 'warning', shutdown_timeout)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
