@@ -416,14 +416,23 @@ def make_server(app: FastAPI, host: str = '127.0.0.1', port: int = 8000, log_lev
                 yield
                 self._captured_signals.clear()
 
+        cut_now = False
+
         def handle_exit(self, sig, frame):  # never uvicorn's force-exit, which drops streams without a word
-            if self.should_exit: engine.fail_all(cut)
+            if self.should_exit: self.cut_now = True      # a second signal: cut now (only flags: this is a signal handler)
             self.should_exit = True
 
         async def shutdown(self, sockets=None):
             engine.close('the server is shutting down')
-            asyncio.get_running_loop().call_later(shutdown_timeout, engine.fail_all, cut)
-            await super().shutdown(sockets)
+            cutter = asyncio.ensure_future(self.cut_at_deadline())
+            try: await super().shutdown(sockets)
+            finally: cutter.cancel()
+
+        async def cut_at_deadline(self):
+            "At the deadline (or at a second signal) end every open request with an error."
+            end = time.monotonic() + shutdown_timeout
+            while time.monotonic() < end and not self.cut_now: await asyncio.sleep(0.05)
+            engine.fail_all(cut)
     return Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
                                  timeout_graceful_shutdown=shutdown_timeout + 5))   # a backstop if a response hangs
 

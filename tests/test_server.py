@@ -191,19 +191,21 @@ def long_streams(base, k: int, box: list):
     for t in threads: t.start()
     return threads
 
-@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
-def test_stop_signal_cuts_open_streams_at_the_shutdown_timeout(sig):
-    proc, base, log = start_server('--shutdown-timeout', '1')
+@pytest.mark.parametrize('sig,twice,timeout', [(signal.SIGTERM, False, 1), (signal.SIGINT, False, 1), (signal.SIGINT, True, 30)])
+def test_stop_signal_cuts_open_streams_at_the_shutdown_timeout(sig, twice, timeout):
+    "One signal: open streams get `--shutdown-timeout` seconds, then an error event and [DONE]. A second: cut now."
+    proc, base, log = start_server('--shutdown-timeout', str(timeout))
     try:
         box = []; threads = long_streams(base, 2, box)
         wait_running(base, 2)
         t0 = time.time(); proc.send_signal(sig)
-        assert proc.wait(timeout=20) == 0
+        if twice: time.sleep(0.5); proc.send_signal(sig)
+        assert proc.wait(timeout=timeout + 20) == 0
         took = time.time() - t0
         for t in threads: t.join(timeout=10)
     finally:
         if proc.poll() is None: proc.kill()
-    assert took < 1 + 4, took                            # the deadline, plus one step and the exit
+    assert took < (0.5 if twice else timeout) + 4, took   # the deadline (or the second signal), plus one step and the exit
     assert len(box) == 2
     for events in box:
         assert events[-1] == '[DONE]' and json.loads(events[-2])['error']['code'] == 503, events[-3:]
