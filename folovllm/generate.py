@@ -38,7 +38,7 @@ def to_token_ids(prompt, tokenizer, vocab_size: int, max_model_len: int, index: 
         text, ids = prompt.get('prompt'), prompt['prompt_token_ids']
         if not isinstance(ids, (list, tuple)):
             raise ValueError(f'{where}: prompt_token_ids must be a list of ints, got {type(ids).__name__}')
-        for j, t in enumerate(ids):                       # numpy / torch integer scalars are ints too; bools and floats are not
+        for j, t in enumerate(ids):                       # numpy integers are ints too; bools and floats are not
             if isinstance(t, bool) or not isinstance(t, numbers.Integral):
                 raise ValueError(f'{where}: prompt_token_ids[{j}]={t!r} is a {type(t).__name__}: token ids must be ints')
         ids = [int(t) for t in ids]
