@@ -23,7 +23,7 @@ logger = logging.getLogger('folovllm')
 
 # %% auto #0
 __all__ = ['logger', 'CPU_KV_CACHE_MEMORY', 'ModelInput', 'wants_prompt_logprobs', 'prepare_input', 'ModelRunner',
-           'kv_bytes_per_token', 'profile_activation_bytes', 'num_kv_blocks', 'LLMEngine', 'EngineClosed',
+           'kv_bytes_per_token', 'profile_activation_bytes', 'num_kv_blocks', 'by_request', 'LLMEngine', 'EngineClosed',
            'AsyncLLMEngine']
 
 # %% ../nbs/23_engine.ipynb #1e838d85
@@ -133,6 +133,12 @@ def num_kv_blocks(lm: LoadedModel, config: EngineConfig) -> int:
     return blocks
 
 # %% ../nbs/23_engine.ipynb #df769a87
+def by_request(items, request_of) -> list[list]:
+    "Group `items` by the request each belongs to (identity), in order of first appearance: one group per request."
+    groups: dict[int, list] = {}
+    for x in items: groups.setdefault(id(request_of(x)), []).append(x)
+    return list(groups.values())
+
 class LLMEngine:
     """Continuous batching on a paged KV cache: `step` runs the scheduler's batch as one forward pass and samples a token
     for every sequence in it. Chunked prefill and prefix caching are switched by the config; the attention backend is
@@ -211,10 +217,8 @@ class LLMEngine:
         """The batch's forward raised: run each request's share of it alone (writing the same K/V to the same slots);
         a request whose share still raises fails, with the error in its output; the others go on."""
         logger.error(f'a forward over {len(sched.scheduled)} sequences failed ({error!r}); running each request alone')
-        parts: dict[int, list[ScheduledRequest]] = {}
-        for s in sched.scheduled: parts.setdefault(id(s.request), []).append(s)
         outs = []
-        for part in parts.values():
+        for part in by_request(sched.scheduled, lambda s: s.request):
             one = SchedulerOutput(scheduled=part)
             try: inp, logits = self.execute(one)
             except Exception as e: self.fail(part[0].request, e); outs += self.outputs_of([part[0].request]); continue
@@ -229,12 +233,12 @@ class LLMEngine:
 
     def postprocess(self, sched: SchedulerOutput, inp: ModelInput, logits: torch.Tensor) -> list[RequestOutput]:
         "Advance every scheduled sequence, sample where a prompt or a decode ended, record tokens, free what finished."
-        self.collect_prompt_logprobs(sched, inp, logits)
-        samples, moved = [], {}                             # (request, sequence, its logits row); requests with news
+        failed = self.collect_prompt_logprobs(sched, inp, logits)   # {request id: request} whose prompt logprobs raised
+        samples, moved = [], dict(failed)                   # (request, sequence, its logits row); requests with news
         for i, s in enumerate(sched.scheduled):
             s.seq.num_computed_tokens += s.num_new_tokens
-            if s.request.is_finished: moved[s.request.request_id] = s.request   # failed in its prompt logprobs
-            elif inp.sample_rows[i] is not None:            # else mid-prompt: its first token comes with its last chunk
+            if failed and s.request.request_id in failed: continue
+            if inp.sample_rows[i] is not None:            # else mid-prompt: its first token comes with its last chunk
                 samples += [(s.request, q, inp.sample_rows[i]) for q in [s.seq] + self.fork(s)]
         tokens, logprobs, tops = self.sample(samples, logits) if samples else ([], [], None)
         now = time.perf_counter()
@@ -253,10 +257,8 @@ class LLMEngine:
         if picked != list(range(logits.shape[0])): logits = logits[picked]   # usually every row once, in order: no copy
         try: return sample_next(self.lm, self.sampler, reqs, logits, seqs, self.generator)
         except Exception as e: logger.error(f'sampling {len(samples)} rows failed ({e!r}); sampling each request alone')
-        rows_of: dict[int, list[int]] = {}
-        for j, r in enumerate(reqs): rows_of.setdefault(id(r), []).append(j)
         tokens, logprobs, tops = [None] * len(samples), [None] * len(samples), [None] * len(samples)
-        for rows in rows_of.values():
+        for rows in by_request(range(len(samples)), lambda j: reqs[j]):
             try: t, lp, tp = sample_next(self.lm, self.sampler, [reqs[j] for j in rows], logits[rows], [seqs[j] for j in rows], self.generator)
             except Exception as e: self.fail(reqs[rows[0]], e); continue
             for k, j in enumerate(rows): tokens[j], logprobs[j], tops[j] = t[k], lp[k], tp[k] if tp else None
@@ -272,7 +274,8 @@ class LLMEngine:
         return outs
 
     def collect_prompt_logprobs(self, sched: SchedulerOutput, inp: ModelInput, logits: torch.Tensor):
-        "Gather each prompt's logits chunk by chunk; when its last chunk is in, turn them into prompt logprobs."
+        "Gather each prompt's logits chunk by chunk; when its last chunk is in, turn them into prompt logprobs. Returns the requests that failed doing so."
+        failed = {}
         for i, rows in inp.prompt_rows.items():
             s = sched.scheduled[i]; r = s.request
             try:
@@ -281,7 +284,8 @@ class LLMEngine:
                 if s.seq.num_computed_tokens + s.num_new_tokens >= len(r.prompt_token_ids):
                     parts = self.prompt_logits.pop(r.request_id)
                     r.prompt_logprobs = compute_prompt_logprobs(torch.cat(parts), r.prompt_token_ids, r.sampling_params.prompt_logprobs)
-            except Exception as e: self.fail(r, e)
+            except Exception as e: self.fail(r, e); failed[r.request_id] = r
+        return failed
 
     def fork(self, s: ScheduledRequest) -> list:
         "Once a request with n > 1 has its prompt computed, its other sequences share the prompt's blocks."

@@ -23,10 +23,10 @@ logger = logging.getLogger('folovllm')
 # %% auto #0
 __all__ = ['logger', 'UNION_FORMS', 'SHUTDOWN_TIMEOUT', 'StreamOptions', 'SamplingFields', 'CompletionRequest', 'ChatMessage',
            'ChatCompletionRequest', 'logit_bias_of', 'sampling_params_from', 'completion_prompts', 'APIError',
-           'error_body', 'error_response', 'param_of', 'validation_error', 'http_error', 'Guard', 'start', 'merge',
-           'sse', 'completion_logprobs', 'chat_logprobs', 'usage_of', 'create_app', 'collect', 'until_disconnected',
-           'best_completions', 'stream', 'make_server', 'serve', 'free_port', 'ServerThread', 'run_sync',
-           'serve_benchmark', 'format_serve']
+           'error_body', 'failure', 'error_response', 'param_of', 'validation_error', 'http_error', 'Guard', 'start',
+           'merge', 'sse', 'completion_logprobs', 'chat_logprobs', 'usage_of', 'create_app', 'collect',
+           'until_disconnected', 'best_completions', 'stream', 'make_server', 'serve', 'free_port', 'ServerThread',
+           'run_sync', 'serve_benchmark', 'format_serve']
 
 # %% ../nbs/81_server.ipynb #d6421134
 class StreamOptions(BaseModel):
@@ -106,6 +106,10 @@ class APIError(Exception):
 def error_body(message: str, type: str, param: str | None, code: int) -> dict:
     "OpenAI's error object."
     return {'error': {'message': message, 'type': type, 'param': param, 'code': code}}
+
+def failure(engine: AsyncLLMEngine, message: str) -> APIError:
+    "A request the engine failed: 500, or 503 when it was cut because the server is shutting down."
+    return APIError(503 if engine.closed else 500, message, 'server_error')
 
 def error_response(e: APIError) -> JSONResponse:
     return JSONResponse(error_body(e.message, e.type, e.param, e.status), status_code=e.status)
@@ -260,7 +264,7 @@ def create_app(llm: LLM, served_model_name: str | None = None, api_key: str | No
         def tokenize():
             try: return [to_token_ids(p, tok, llm.lm.vocab_size, L, i) for i, p in enumerate(prompts)]
             except ValueError as e: raise APIError(400, str(e), param='prompt') from None
-        out = await asyncio.to_thread(tokenize)             # a megabyte of text takes a second: other streams go on
+        out = await asyncio.to_thread(tokenize)             # megabytes of text take seconds: other streams go on
         for text, ids in out:
             if params.max_tokens is not None and len(ids) + params.max_tokens > L:
                 raise APIError(400, f"this model's maximum context length is {L} tokens, but {len(ids) + params.max_tokens} were "
@@ -278,7 +282,7 @@ def create_app(llm: LLM, served_model_name: str | None = None, api_key: str | No
     def check_errors(finals: list[RequestOutput]):
         "A request the engine failed (or cut at shutdown) answers a 500 (503) instead of a partial result."
         for o in finals:
-            if o.error is not None: raise APIError(503 if engine.closed else 500, o.error, 'server_error')
+            if o.error is not None: raise failure(engine, o.error)
 
     @app.get('/health')
     async def health(): return {'status': 'ok'}
@@ -389,13 +393,13 @@ async def stream(engine: AsyncLLMEngine, gens: list, firsts: list, head: dict, c
                 d = delta_output(out, sent)
                 choices = [choice(i, c, d) for c in d.outputs if c.text or c.token_ids or (c.finish_reason and c.finish_reason != 'error')]
                 if choices: yield sse({**head, 'choices': choices})
-                if out.error is not None: raise (EngineClosed if engine.closed else RuntimeError)(out.error)
+                if out.error is not None: raise failure(engine, out.error)
         if body.stream_options and body.stream_options.include_usage:
             yield sse({**head, 'choices': [], 'usage': usage_of(finals)})
     except Exception as e:                      # the response has started: report the error in the stream
-        if not isinstance(e, EngineClosed): logger.error(f'stream {head["id"]} failed: {e}')
-        code = 503 if isinstance(e, EngineClosed) else 500
-        yield sse(error_body(str(e), 'server_error', None, code))
+        err = e if isinstance(e, APIError) else APIError(500, str(e), 'server_error')
+        if err.status != 503: logger.error(f'stream {head["id"]} failed: {err.message}')
+        yield sse(error_body(err.message, err.type, err.param, err.status))
     yield sse('[DONE]')
 
 # %% ../nbs/81_server.ipynb #836eb29c
