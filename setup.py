@@ -1,6 +1,6 @@
 "nbdev 2 style setup.py: every setting comes from settings.ini."
 from configparser import ConfigParser
-import setuptools, shlex
+import setuptools, shlex, sys
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -20,6 +20,35 @@ dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
+KERNELS = ['bindings', 'thin_gemm', 'paged_decode', 'int4_gemm']     # folovllm/csrc/*.cpp → one module, folovllm._C
+
+def native_kernels() -> dict:
+    """Build folovllm/csrc into folovllm._C with torch's cpp_extension (the way vLLM builds its CPU kernels), for the CPU
+    it is installed on (-march=native: AVX2/FMA where there are). Without torch at build time (pip's build isolation:
+    install with --no-build-isolation) or without a working C++ compiler, the install still succeeds, without the
+    kernels; at run time folovllm says so once and uses torch's paths (notebook 02)."""
+    try: from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError as e:
+        print(f'folovllm: torch is not importable while building ({e}); installing without the C++ kernels. '
+              'Install torch first, then folovllm with --no-build-isolation.', file=sys.stderr)
+        return {}
+
+    class Build(BuildExtension):
+        "torch's builder (ninja, in parallel), except that a kernel build that fails leaves the package installable."
+        failed = ()
+        def build_extension(self, ext):
+            try: super().build_extension(ext)
+            except Exception as e:
+                self.failed = (*self.failed, ext.name)
+                print(f'folovllm: the C++ kernels did not build ({e}); installing without them', file=sys.stderr)
+        def copy_extensions_to_source(self):                  # editable installs: copy only what was built
+            self.extensions = [e for e in self.extensions if e.name not in self.failed]
+            super().copy_extensions_to_source()
+
+    ext = CppExtension('folovllm._C', [f'folovllm/csrc/{k}.cpp' for k in KERNELS],
+                       extra_compile_args=['-O3', '-march=native', '-fopenmp', '-g0'], extra_link_args=['-fopenmp'])
+    return dict(ext_modules=[ext], cmdclass={'build_ext': Build})
+
 setuptools.setup(
     name=cfg['lib_name'],
     license=lic[0],
@@ -31,7 +60,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['folovllm', 'folovllm.*']),
     include_package_data=True,
-    package_data={'folovllm': ['csrc/*.cpp']},          # the C++ kernels, compiled at first use
+    package_data={'folovllm': ['csrc/*.cpp']},          # the kernels' sources, which the notebooks show
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python,
@@ -42,4 +71,5 @@ setuptools.setup(
         'console_scripts': cfg.get('console_scripts', '').split(),
         'nbdev': [f'{cfg.get("lib_path")}={cfg.get("lib_path")}._modidx:d'],
     },
+    **native_kernels(),
     **setup_cfg)

@@ -4,13 +4,13 @@
 
 # %% ../nbs/99_cli.ipynb #0b4859a8
 from __future__ import annotations
-import argparse, json, logging, socket, sys, time
+import argparse, json, logging, socket, sys, time, warnings
 from .config import LINEAR_KERNELS, QUANT_KERNELS
 
 # %% auto #0
 __all__ = ['add_engine_args', 'int_at_least', 'port_number', 'seconds', 'parse_bytes', 'add_sampling_args', 'make_llm',
            'make_params', 'cmd_generate', 'cmd_chat', 'cmd_serve', 'cmd_bench', 'cmd_demo', 'cmd_quantize',
-           'build_parser', 'main']
+           'build_parser', 'one_line_warning', 'main']
 
 # %% ../nbs/99_cli.ipynb #5b7770a2
 def add_engine_args(p: argparse.ArgumentParser):
@@ -221,7 +221,6 @@ def cmd_quantize(a):
     model = build_model(args, ckpt.state_dict, DTYPE_MAP[a.dtype])
     before = linear_weight_bytes(model)
     calib = calibration_windows(pydoc_tokens(ckpt.tokenizer)[0], a.nsamples, a.seqlen, a.seed) if a.method == 'gptq' else None
-    import warnings
     with warnings.catch_warnings(record=True) as said:           # shown as one plain line each, not with a source line
         warnings.simplefilter('always')
         rep = quantize_model(model, calib, a.bits, a.group_size, a.sym, a.desc_act, a.method, a.damp, progress=not a.quiet,
@@ -295,10 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser('demo', help='a short tour with the default model'); add_engine_args(d); d.set_defaults(func=cmd_demo)
     return p
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None):
+    "How the command shows a Python warning: one line, `warning: ...`, without the source line (`-v` keeps Python's form)."
+    print(f'warning: {message}', file=sys.stderr)
+
 def main(argv=None):
     "Entry point of the `folovllm` command."
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    if not a.verbose: warnings.showwarning = one_line_warning
     try: a.func(a)
     except (ValueError, FileNotFoundError, NotImplementedError, TypeError) as e:
         print(f'folovllm {a.command}: error: {e}', file=sys.stderr); sys.exit(2)

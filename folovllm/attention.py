@@ -4,13 +4,13 @@
 
 # %% ../nbs/22_attention.ipynb #22c28b21
 from __future__ import annotations
-import logging, threading
-from importlib.resources import files
+import logging
 from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from .model import naive_attention
 from .kv_cache import KVCache, slots_for
+from .kernels import KERNEL_DIR, KernelsMissing, native_kernel
 
 logger = logging.getLogger('folovllm')
 
@@ -233,20 +233,11 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     return (acc / l).permute(2, 0, 1, 3).reshape(T, H, D).to(q.dtype)
 
 # %% ../nbs/22_attention.ipynb #34df5d43
-PAGED_DECODE_SRC = files('folovllm') / 'csrc' / 'paged_decode.cpp'   # the kernel's C++ source (notebook 40 explains it)
-
-_kernel, _kernel_lock = None, threading.Lock()
+PAGED_DECODE_SRC = KERNEL_DIR / 'paged_decode.cpp'   # the kernel's C++ source (notebook 40 explains it)
 
 def paged_decode_kernel():
-    "The compiled kernel (built on first use, ~30 s, then loaded from torch's extension cache)."
-    global _kernel
-    with _kernel_lock:
-        if _kernel is None:
-            from torch.utils.cpp_extension import load_inline
-            mod = load_inline('folovllm_paged_decode', cpp_sources=PAGED_DECODE_SRC.read_text(), functions=['paged_decode'],
-                              extra_cflags=['-O3', '-march=native', '-fopenmp'], verbose=False)
-            _kernel = mod.paged_decode
-    return _kernel
+    "The compiled kernel, from `folovllm._C` (built at install, notebook 02); `KernelsMissing` where that is missing."
+    return native_kernel('paged_decode')
 
 class CppBackend(DecodePrefillBackend):
     "Decodes through the compiled paged kernel (fp32, CPU), prefills through fused SDPA."
@@ -523,5 +514,6 @@ def make_attention_backend(name: str | None, device: torch.device, block_size: i
     for n, entry in sorted(ATTENTION_BACKENDS.items(), key=lambda kv: -kv[1][col]):
         if entry[col] < 0: continue
         try: return entry[0](device, block_size)
+        except KernelsMissing: continue                           # native() has said so, once
         except Exception as e: logger.warning(f'attention backend {n!r} is not available here ({e}); trying the next one')
     raise RuntimeError(f'no attention backend could be built for {device}')

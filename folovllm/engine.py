@@ -165,6 +165,20 @@ class LLMEngine:
         self.kv_usage_history: deque[tuple[int, int]] = deque(maxlen=100_000)   # per step: (KV blocks in use, tokens held)
         logger.info(f'KV cache: {num_blocks} blocks x {cc.block_size} tokens = {num_blocks * cc.block_size} token slots '
                     f'({self.kv_cache.num_bytes / 2**20:.0f} MiB); attention backend: {backend.name}')
+        self.warm_up()
+
+    def warm_up(self, num_tokens: int = 8):
+        """Do the one-time work of first calls now, at load, not inside the first request's latency: a prefill of
+        `num_tokens` dummy tokens and one decode through the pool's first blocks (free, and overwritten by whichever
+        request gets them). The linear kernel packs its weights (notebook 24) and torch initialises its ops."""
+        n, bs, dev = min(num_tokens, self.lm.max_model_len - 1), self.config.cache_config.block_size, self.lm.device
+        if n < 1: return
+        t, blocks = time.perf_counter(), list(range(-(-(n + 1) // bs)))
+        for start, count in ((0, n), (n, 1)):
+            meta = single_seq_metadata(start, count, blocks, bs, dev)
+            self.runner.execute(ModelInput(torch.zeros(count, dtype=torch.long, device=dev), torch.arange(start, start + count, device=dev),
+                                           meta, torch.tensor([count - 1], device=dev), [count - 1], {}))
+        logger.info(f'warm-up: {time.perf_counter() - t:.2f} s')
 
     def add_request(self, request_id: str, prompt, params: SamplingParams, prompt_token_ids: list[int] | None = None) -> Request:
         "Validate and queue a request; errors (bad prompt or params, can never fit the KV pool) raise here."

@@ -4,9 +4,8 @@
 
 # %% ../nbs/70_gptq.ipynb #5a54daf3
 from __future__ import annotations
-import json, math, threading, time, warnings
+import json, math, time, warnings
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -14,6 +13,7 @@ from torch import nn
 from safetensors.torch import save_file
 from .config import QUANT_KERNELS
 from .model import CausalLM, Linear, ModelArgs, load_hf_weights, rope_cos_sin, rope_inv_freq
+from .kernels import KERNEL_DIR, KernelsMissing, native_kernel
 
 # %% auto #0
 __all__ = ['SUPPORTED_BITS', 'INT4_GEMM_SRC', 'KERNEL_GROUPS', 'QUANT_TARGETS', 'check_quant_args', 'quant_grid',
@@ -155,24 +155,11 @@ def unpack_gptq(t: dict, bits: int, group_size: int) -> QuantizedWeight:
     return QuantizedWeight(q, t['scales'], zeros.int().contiguous(), t['g_idx'].int(), bits, group_size)
 
 # %% ../nbs/70_gptq.ipynb #87227bee
-INT4_GEMM_SRC = files('folovllm') / 'csrc' / 'int4_gemm.cpp'   # the kernel's C++ source
-
-_int4_gemm, _int4_gemm_error, _int4_gemm_lock = None, None, threading.Lock()
+INT4_GEMM_SRC = KERNEL_DIR / 'int4_gemm.cpp'   # the kernel's C++ source
 
 def int4_cpu_kernel():
-    "Our compiled 4-bit GEMM (built on first use, ~40 s, then loaded from torch's extension cache); raises if it cannot build."
-    global _int4_gemm, _int4_gemm_error
-    if _int4_gemm is not None: return _int4_gemm                             # built: no lock on the per-call path
-    with _int4_gemm_lock:
-        if _int4_gemm is None and _int4_gemm_error is None:
-            try:
-                from torch.utils.cpp_extension import load_inline
-                mod = load_inline('folovllm_int4_gemm', cpp_sources=INT4_GEMM_SRC.read_text(), functions=['int4_gemm'],
-                                  extra_cflags=['-O3', '-march=native', '-fopenmp'], extra_ldflags=['-fopenmp'], verbose=False)
-                _int4_gemm = mod.int4_gemm
-            except Exception as e: _int4_gemm_error = e
-        if _int4_gemm is None: raise RuntimeError(f'the cpp int4 kernel could not be built: {_int4_gemm_error}')
-    return _int4_gemm
+    "Our compiled 4-bit GEMM, from `folovllm._C` (built at install, notebook 02); `KernelsMissing` where that is missing."
+    return native_kernel('int4_gemm')
 
 def cpp_group(g_idx: torch.Tensor, group_size: int) -> int | None:
     "The group size the `cpp` kernel runs with: groups must be contiguous runs of it after sorting by group (the last may be shorter), a multiple of 8."
@@ -218,14 +205,12 @@ class GPTQLinear(nn.Module):
         if kernel == 'cpp':
             if not cpp_ok: raise ValueError(f'{self.name}: the cpp kernel needs 4-bit codes on CPU, groups of a multiple of 8 rows '
                                             f'and out_features a multiple of 16 (here {self.out_features})')
-            int4_cpu_kernel()                                                     # raises, saying why, if it cannot build
+            try: int4_cpu_kernel()
+            except KernelsMissing as e: raise ValueError(f"{self.name}: kernel='cpp' cannot run here: {e}") from None
             return 'cpp'
         if kernel == 'auto' and cpp_ok:
             try: int4_cpu_kernel(); return 'cpp'
-            except RuntimeError as e:
-                if not getattr(GPTQLinear, '_warned', False):
-                    GPTQLinear._warned = True
-                    warnings.warn(f"{e}; falling back to torch's int4 kernel", stacklevel=2)
+            except KernelsMissing: pass                                           # native() has said so, once
         return 'int4' if kernel == 'int4' or (kernel == 'auto' and ok) else 'reference'
 
     def _prepack_cpp(self, w: QuantizedWeight, perm):

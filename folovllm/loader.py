@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np, torch, gguf
 from huggingface_hub import constants as hf_constants, snapshot_download
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 from transformers import AutoTokenizer
 from .config import EngineConfig, check
 from .model import CausalLM, ModelArgs, build_model
@@ -247,13 +248,19 @@ def gguf_tokenizer(path: Path, meta: dict):
     return tok
 
 # %% ../nbs/11_loader.ipynb #3c6009ae
-def convert_gguf(path: Path) -> Checkpoint:
-    "Read a GGUF file into a Checkpoint: HF config, dequantized HF-named float32 tensors, tokenizer."
+def convert_gguf(path: Path, bar=None) -> Checkpoint:
+    "Read a GGUF file into a Checkpoint: HF config, dequantized HF-named float32 tensors, tokenizer (stages shown on a tqdm `bar`)."
+    def stage(name):
+        if bar is not None: bar.set_postfix_str(name, refresh=False); bar.update()
     reader = open_gguf(path)
     meta = gguf_metadata(reader)
+    stage('metadata read')
     config = gguf_config(meta, {t.name: torch_shape(t) for t in reader.tensors}, str(path))
     state_dict = gguf_state_dict(reader, config, str(path))
-    return Checkpoint(config, state_dict, gguf_tokenizer(path, meta), str(path), 'gguf')
+    stage('tensors dequantized')
+    tokenizer = gguf_tokenizer(path, meta)
+    stage('tokenizer built')
+    return Checkpoint(config, state_dict, tokenizer, str(path), 'gguf')
 
 # %% ../nbs/11_loader.ipynb #6c6e39e0
 CACHE_VERSION = 1   # bump when the conversion changes, to invalidate old entries
@@ -288,16 +295,19 @@ def load_cached(target: Path, source: Path) -> Checkpoint:
     return Checkpoint(config, load_file(target / 'model.safetensors'), AutoTokenizer.from_pretrained(str(target / 'tokenizer')), str(source), 'gguf')
 
 # %% ../nbs/11_loader.ipynb #bd362047
-def load_gguf(path: Path, cache_dir: str | Path | None = None) -> Checkpoint:
-    "A GGUF checkpoint from the conversion cache, converting (and caching) it on first use."
+def load_gguf(path: Path, cache_dir: str | Path | None = None, progress: bool = True) -> Checkpoint:
+    "A GGUF checkpoint from the conversion cache, converting (and caching) it on first use, with a progress bar if `progress`."
     target = cache_root(cache_dir) / cache_key(path)
     if target.is_dir():
         try: return load_cached(target, path)
         except Exception as e:
             warnings.warn(f"ignoring unreadable cache entry {target}: {e!r}"); shutil.rmtree(target, ignore_errors=True)
-    ckpt = convert_gguf(path)
-    try: save_cache(ckpt, target)
-    except Exception as e: warnings.warn(f"could not write the conversion cache {target}: {e!r}")
+    with tqdm(total=4, desc=f'{Path(path).name}: converting once, into {target.parent}', unit='stage', disable=not progress,
+              bar_format='{desc}: {n}/{total} [{elapsed}]{postfix}') as bar:
+        ckpt = convert_gguf(path, bar)
+        try: save_cache(ckpt, target)
+        except Exception as e: warnings.warn(f"could not write the conversion cache {target}: {e!r}")
+        bar.set_postfix_str('cache written', refresh=False); bar.update()
     return ckpt
 
 # %% ../nbs/11_loader.ipynb #0022948b

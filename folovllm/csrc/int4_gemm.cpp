@@ -1,5 +1,5 @@
-
-#include <torch/extension.h>
+// The 4-bit GPTQ GEMM (notebook 70 explains it). Compiled into folovllm._C at install (setup.py).
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -61,17 +61,17 @@ static void tile_rows(const float* x, int64_t K, const float* xsum, int64_t G, i
   for (int m = 0; m < MB; m++) std::copy(acc[m], acc[m] + 16, y + m * N);
 }
 
-torch::Tensor int4_gemm(torch::Tensor x, torch::Tensor codes, torch::Tensor scales, torch::Tensor zeros, int64_t gs) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.is_contiguous(), "int4_gemm: x must be a contiguous float32 [M, K]");
-  TORCH_CHECK(codes.scalar_type() == torch::kInt32 && scales.scalar_type() == torch::kHalf && zeros.scalar_type() == torch::kHalf
+at::Tensor int4_gemm(at::Tensor x, at::Tensor codes, at::Tensor scales, at::Tensor zeros, int64_t gs) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "int4_gemm: x must be a contiguous float32 [M, K]");
+  TORCH_CHECK(codes.scalar_type() == at::kInt && scales.scalar_type() == at::kHalf && zeros.scalar_type() == at::kHalf
               && codes.is_contiguous() && scales.is_contiguous() && zeros.is_contiguous(),
               "int4_gemm: codes must be contiguous int32, scales and zeros contiguous float16");
   const int64_t M = x.size(0), K = x.size(1), T = codes.size(0), N = T * 16, G = scales.size(1);
   TORCH_CHECK(codes.dim() == 3 && codes.size(1) * 8 == K && codes.size(2) == 16 && gs % 8 == 0 && K % 8 == 0
               && (G - 1) * gs < K && G * gs >= K && scales.size(0) == T && zeros.sizes() == scales.sizes(),
               "int4_gemm: shapes do not match");
-  auto y = torch::empty({M, N}, x.options());
-  auto xsum = torch::empty({M, G}, x.options());
+  auto y = at::empty({M, N}, x.options());
+  auto xsum = at::empty({M, G}, x.options());
   const float* xp = x.data_ptr<float>(); float* xs = xsum.data_ptr<float>();
   for (int64_t m = 0; m < M; m++)                           // each group's activation sum, once per row
     for (int64_t g = 0; g < G; g++) {

@@ -1,5 +1,5 @@
-
-#include <torch/extension.h>
+// Paged decode attention over the block pool (notebook 40 explains it). Compiled into folovllm._C at install (setup.py).
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <atomic>
@@ -156,14 +156,14 @@ static void decode_one(const float *Q, const float *K, const float *V, const int
 }
 
 // q [B, H, D]; k_cache, v_cache [num_blocks, block_size, Hkv, D]; block_tables [B, W]; seq_lens [B] → out [B, H, D]
-torch::Tensor paged_decode(torch::Tensor q, torch::Tensor k_cache, torch::Tensor v_cache, torch::Tensor block_tables,
-                           torch::Tensor seq_lens, double scale) {
-  TORCH_CHECK(q.scalar_type() == torch::kFloat && k_cache.scalar_type() == torch::kFloat, "paged_decode: float32 only");
+at::Tensor paged_decode(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor block_tables,
+                           at::Tensor seq_lens, double scale) {
+  TORCH_CHECK(q.scalar_type() == at::kFloat && k_cache.scalar_type() == at::kFloat, "paged_decode: float32 only");
   TORCH_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous() && block_tables.is_contiguous()
               && seq_lens.is_contiguous(), "paged_decode: contiguous tensors only");
   const int64_t B = q.size(0), H = q.size(1), D = q.size(2), bs = k_cache.size(1), Hkv = k_cache.size(2);
   const int64_t W = block_tables.size(1);
-  auto out = torch::empty_like(q);
+  auto out = at::empty_like(q);
   const float *Q = q.data_ptr<float>(), *K = k_cache.data_ptr<float>(), *V = v_cache.data_ptr<float>();
   const int64_t *BT = block_tables.data_ptr<int64_t>(), *L = seq_lens.data_ptr<int64_t>();
   float *O = out.data_ptr<float>();

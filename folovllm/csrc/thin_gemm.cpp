@@ -1,5 +1,5 @@
-
-#include <torch/extension.h>
+// The packed thin GEMM of decode steps (notebook 24 explains it). Compiled into folovllm._C at install (setup.py).
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -15,7 +15,7 @@ bool available() {
 }
 
 // W [N, K] → panels [N/16, K, 16]: panel n holds output columns 16n…16n+15, one row of 16 per k
-torch::Tensor pack16(torch::Tensor w) {
+at::Tensor pack16(at::Tensor w) {
   const int64_t N = w.size(0), K = w.size(1);
   TORCH_CHECK(N % 16 == 0, "pack16: out_features must be a multiple of 16");
   return w.contiguous().view({N / 16, 16, K}).transpose(1, 2).contiguous();
@@ -47,12 +47,12 @@ static inline void micro(const float *x, int64_t ldx, const float *p, int64_t K,
 #endif
 
 // x [M, K] (contiguous float32) · packed [N/16, K, 16] → y [M, N]
-torch::Tensor gemm16(torch::Tensor x, torch::Tensor packed) {
+at::Tensor gemm16(at::Tensor x, at::Tensor packed) {
   TORCH_CHECK(available(), "gemm16: built without AVX2/FMA");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat && packed.scalar_type() == torch::kFloat && x.is_contiguous()
+  TORCH_CHECK(x.scalar_type() == at::kFloat && packed.scalar_type() == at::kFloat && x.is_contiguous()
               && packed.is_contiguous() && x.dim() == 2 && packed.size(1) == x.size(1), "gemm16: bad inputs");
   const int64_t M = x.size(0), K = x.size(1), NP = packed.size(0), N = NP * 16;
-  auto y = torch::empty({M, N}, x.options());
+  auto y = at::empty({M, N}, x.options());
 #ifdef FOLO_AVX2
   const float *X = x.data_ptr<float>(), *P = packed.data_ptr<float>();
   float *Y = y.data_ptr<float>();

@@ -1,0 +1,19 @@
+// folovllm._C: the Python module setup.py builds from the kernels in this folder (notebook 02 explains the build).
+// Each kernel file includes only ATen, which compiles in a few seconds; this file alone includes pybind11.
+#include <torch/csrc/utils/pybind.h>
+
+bool available();                                                    // thin_gemm.cpp: built with AVX2 and FMA
+at::Tensor pack16(at::Tensor w);
+at::Tensor gemm16(at::Tensor x, at::Tensor packed);
+at::Tensor paged_decode(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor block_tables,   // paged_decode.cpp
+                        at::Tensor seq_lens, double scale);
+at::Tensor int4_gemm(at::Tensor x, at::Tensor codes, at::Tensor scales, at::Tensor zeros, int64_t gs);  // int4_gemm.cpp
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "folovllm's C++ kernels, compiled at install";
+  m.def("available", &available, "whether the thin GEMM was compiled with AVX2 and FMA");
+  m.def("pack16", &pack16, "W [N, K] -> 16-column panels [N/16, K, 16]");
+  m.def("gemm16", &gemm16, "x [M, K] times packed W^T -> [M, N]");
+  m.def("paged_decode", &paged_decode, "one query token per sequence against its paged K/V");
+  m.def("int4_gemm", &int4_gemm, "x [M, K] times 4-bit GPTQ weights -> [M, N]");
+}
