@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_kernels.ipynb #9bfc98ef
 from __future__ import annotations
-import os, threading, warnings
+import importlib, importlib.util, os, threading, warnings
 from importlib.resources import files
 
 # %% auto #0
@@ -30,15 +30,13 @@ def kernels_enabled(environ=os.environ) -> bool:
         raise ValueError(f"{KERNELS_ENV}={value!r} must be '1' (use the compiled kernels, the default) or '0' (torch's paths only)")
     return value == '1'
 
-def load_native(enabled: bool = True):
-    "(`folovllm._C`, None) where the compiled kernels load; (None, why not) where they do not or are not `enabled`."
+def load_native(enabled: bool = True, module: str = 'folovllm._C'):
+    "(the compiled `module`, None) where it loads; (None, why not) where it is missing, does not load, or is not `enabled`."
     if not enabled: return None, f'{KERNELS_ENV}=0 turns them off'
-    try: from folovllm import _C
-    except ModuleNotFoundError as e:
-        if e.name != 'folovllm._C': raise
-        return None, 'folovllm was installed without them (no C++ compiler, or no torch, when it was built)'
-    except ImportError as e: return None, f'folovllm._C does not load ({e}), so it was built for another torch'
-    return _C, None
+    if importlib.util.find_spec(module) is None:
+        return None, f'folovllm was installed without them (no {module}: no C++ compiler, or no torch, when it was built)'
+    try: return importlib.import_module(module), None
+    except ImportError as e: return None, f'{module} does not load ({e}); it was probably built for another torch'
 
 # %% ../nbs/02_kernels.ipynb #150292f9
 FALLBACK_COST = 'Decode runs on torch instead: 1.2x slower for one sequence, 1.5x for 64 on 2 AVX2 cores (notebook 25)'
