@@ -13,7 +13,7 @@ from ..generate import generate
 # %% auto #0
 __all__ = ['house_workload', 'workload_tokens', 'measure_peak_flops', 'model_flops', 'load_hf_reference', 'run_folovllm',
            'run_hf_one_at_a_time', 'run_hf_static', 'throughput_report', 'throughput_benchmark', 'format_throughput',
-           'ProfilerLabel', 'profile_steps']
+           'ProfilerLabel', 'profile_steps', 'step_breakdown', 'format_breakdown']
 
 # %% ../../nbs/25_throughput.ipynb #f1ecf009
 def house_workload(num_requests: int = 64, lo: int = 16, hi: int = 256, vocab_size: int = 49152, seed: int = 0,
@@ -140,26 +140,51 @@ class ProfilerLabel:
         with torch.profiler.record_function(self.label): return self.inner.forward(*args)
 
 def profile_steps(eng, num_requests: int = 64, prompt_len: int = 128, steps: int = 5, seed: int = 0):
-    """torch.profiler of `steps` decode steps of `eng` with `num_requests` running, its linear kernels labelled
-    'folovllm::linear_kernel' and its attention 'folovllm::attention'; returns (profile, seconds per step)."""
+    """`steps` decode steps of `eng` with `num_requests` running, timed plain, then `steps` more under torch.profiler
+    with its linear kernels labelled 'folovllm::linear_kernel', its attention 'folovllm::attention' and its sampler
+    'folovllm::sampler'; returns (profile, seconds per step under the profiler, seconds per step without it)."""
     g = torch.Generator().manual_seed(seed)
     for i in range(num_requests):
         ids = torch.randint(100, eng.lm.vocab_size, (prompt_len,), generator=g).tolist()
         eng.add_request(f'prof-{i}', None, SamplingParams(max_tokens=1000, ignore_eos=True), prompt_token_ids=ids)
     while eng.scheduler.waiting or any(r.seqs[0].num_output_tokens == 0 for r in eng.scheduler.running): eng.step()   # prefill everyone
     eng.step()
+    t = time.perf_counter()
+    for _ in range(steps): eng.step()
+    plain = (time.perf_counter() - t) / steps
     layers = [m for m in eng.lm.model.modules() if getattr(m, 'kernel', None) is not None]
-    kernels, backend = [m.kernel for m in layers], eng.runner.backend
+    kernels, backend, sampler = [m.kernel for m in layers], eng.runner.backend, eng.sampler
     try:
         for m in layers: m.kernel = ProfilerLabel(m.kernel, 'folovllm::linear_kernel')
         eng.runner.backend = ProfilerLabel(backend, 'folovllm::attention')
+        eng.sampler = ProfilerLabel(sampler, 'folovllm::sampler')
         t = time.perf_counter()
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(steps): eng.step()
         dt = (time.perf_counter() - t) / steps
     finally:
         for m, k in zip(layers, kernels): m.kernel = k
-        eng.runner.backend = backend
+        eng.runner.backend, eng.sampler = backend, sampler
         for i in range(num_requests): eng.abort_request(f'prof-{i}')
         eng.step()
-    return prof, dt
+    return prof, dt, plain
+
+def step_breakdown(prof, seconds: float, steps: int) -> dict:
+    """Milliseconds per step of a `profile_steps` profile: the linear layers, attention, the K/V write, sampling,
+    the other torch ops, and what ran outside any op (Python, scheduling, the profiler's own cost)."""
+    ev = {e.key: e for e in prof.key_averages()}
+    ms = lambda keys, attr: sum(getattr(ev[k], attr) for k in keys if k in ev) / 1e3 / steps
+    inside = sum(e.self_cpu_time_total for e in ev.values()) / 1e3 / steps       # every op's and range's own time
+    r = {'step': seconds * 1e3,
+         'linear': ms(['folovllm::linear_kernel'], 'cpu_time_total') + ms(['aten::bmm', 'aten::mm', 'aten::addmm'], 'self_cpu_time_total'),
+         'attention': ms(['folovllm::attention'], 'cpu_time_total'), 'kv_write': ms(['aten::index_copy_'], 'self_cpu_time_total'),
+         'sampling': ms(['folovllm::sampler'], 'cpu_time_total')}
+    r['other_ops'] = inside - r['linear'] - r['attention'] - r['kv_write'] - r['sampling']
+    r['outside_ops'] = r['step'] - inside
+    r['ops_per_step'] = sum(e.count for e in ev.values()) / steps
+    return r
+
+def format_breakdown(r: dict) -> str:
+    parts = ('linear', 'attention', 'kv_write', 'sampling', 'other_ops', 'outside_ops')
+    return f"{r['step']:.1f} ms a step under the profiler: " + ', '.join(
+        f"{k.replace('_', ' ')} {r[k]:.1f} ({r[k] / r['step']:.0%})" for k in parts) + f"; {r['ops_per_step']:.0f} ops and ranges"
