@@ -23,10 +23,10 @@ lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 KERNELS = ['bindings', 'thin_gemm', 'paged_decode', 'int4_gemm']     # folovllm/csrc/*.cpp → one module, folovllm._C
 
 def native_kernels() -> dict:
-    """Build folovllm/csrc into folovllm._C with torch's cpp_extension (the way vLLM builds its CPU kernels), for the CPU
-    it is installed on (-march=native: AVX2/FMA where there are). Without torch at build time (pip's build isolation:
-    install with --no-build-isolation) or without a working C++ compiler, the install still succeeds, without the
-    kernels; at run time folovllm says so once and uses torch's paths (notebook 02)."""
+    """Build folovllm/csrc into folovllm._C with torch's cpp_extension, at install (as vLLM builds its vllm._C, though
+    it drives CMake), for the CPU it is installed on (-march=native: AVX2/FMA where there are). Without torch at build
+    time (pip's build isolation: install with --no-build-isolation) or without a working C++ compiler, the install
+    still succeeds, without the kernels; at run time folovllm says so once and uses torch's paths (notebook 02)."""
     try: from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError as e:
         print(f'folovllm: torch is not importable while building ({e}); installing without the C++ kernels. '
