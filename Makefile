@@ -37,9 +37,11 @@ export: install
 	$(BIN)/nbdev_export
 	$(PY) tools/make_readme.py
 
-# Rebuild folovllm/_C*.so after editing a kernel in folovllm/csrc (about 20 s on 2 cores).
-kernels: install
+# Rebuild folovllm/_C*.so after editing a kernel in folovllm/csrc (about 20 s on 2 cores), without reinstalling.
+kernels:
+	test -f $(VENV)/.installed || $(MAKE) install
 	$(PY) setup.py -q build_ext --inplace
+	touch $(VENV)/.installed
 
 clean-venv:
 	rm -rf $(VENV)
