@@ -221,11 +221,8 @@ def cmd_quantize(a):
     model = build_model(args, ckpt.state_dict, DTYPE_MAP[a.dtype])
     before = linear_weight_bytes(model)
     calib = calibration_windows(pydoc_tokens(ckpt.tokenizer)[0], a.nsamples, a.seqlen, a.seed) if a.method == 'gptq' else None
-    with warnings.catch_warnings(record=True) as said:           # shown as one plain line each, not with a source line
-        warnings.simplefilter('always')
-        rep = quantize_model(model, calib, a.bits, a.group_size, a.sym, a.desc_act, a.method, a.damp, progress=not a.quiet,
-                             lm_head=a.lm_head)
-    for w in said: print(f'warning: {w.message}', file=sys.stderr)
+    rep = quantize_model(model, calib, a.bits, a.group_size, a.sym, a.desc_act, a.method, a.damp, progress=not a.quiet,
+                         lm_head=a.lm_head)                  # its warnings: one line each, through main's one_line_warning
     if out.exists() and a.overwrite: shutil.rmtree(out) if out.is_dir() else out.unlink()
     save_gptq(model, rep, out, ckpt.tokenizer, ckpt.config)
     gen = Path(ckpt.source) / 'generation_config.json'
