@@ -20,7 +20,7 @@ dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
-KERNELS = ['bindings', 'thin_gemm', 'paged_decode', 'int4_gemm']     # folovllm/csrc/*.cpp → one module, folovllm._C
+KERNELS = ['bindings', 'thin_gemm', 'paged_decode', 'int4_gemm', 'decode_step']     # folovllm/csrc/*.cpp → one module, folovllm._C
 
 def native_kernels() -> dict:
     """Build folovllm/csrc into folovllm._C with torch's cpp_extension, at install (as vLLM builds its vllm._C, though

@@ -39,6 +39,8 @@ def add_engine_args(p: argparse.ArgumentParser):
                    help="'auto': the packed thin GEMM for float32 CPU matmuls where it builds (default); 'torch': never")
     g.add_argument('--quant-kernel', default='auto', choices=QUANT_KERNELS,
                    help="a GPTQ checkpoint's kernel: 'auto' (default: the fastest that applies), or one by name")
+    g.add_argument('--enforce-eager', action='store_true',
+                   help='run every step layer by layer in Python (default: decode steps in one compiled call where it applies)')
 
 def int_at_least(lo: int):
     "An argparse type: an integer >= lo (checked when the arguments are parsed, before any model is loaded)."
@@ -93,7 +95,7 @@ def make_llm(a):
                enable_chunked_prefill=a.enable_chunked_prefill, enable_prefix_caching=a.enable_prefix_caching, block_size=a.block_size,
                num_kv_blocks=a.num_kv_blocks, kv_cache_memory=a.kv_cache_memory,
                gpu_memory_utilization=a.gpu_memory_utilization, linear_kernel=a.linear_kernel,
-               quant_kernel=a.quant_kernel)
+               quant_kernel=a.quant_kernel, enforce_eager=a.enforce_eager)
 
 def make_params(a):
     from folovllm.config import SamplingParams

@@ -46,6 +46,7 @@ class ModelConfig:
     quantization: str | None = None   # None: as the checkpoint says; 'gptq': refuse a checkpoint that is not GPTQ
     linear_kernel: str = 'auto'       # 'auto': the packed thin GEMM (notebook 24) for float32 CPU matmuls where it builds; 'torch': never
     quant_kernel: str = 'auto'        # a GPTQ checkpoint's layers: 'auto' (the fastest that applies) or 'cpp', 'int4', 'reference' (notebook 70)
+    enforce_eager: bool = False       # True: every step layer by layer in Python; False: decode steps in one compiled call where it applies (notebook 26)
 
     def __post_init__(self):
         o = 'ModelConfig'
@@ -61,6 +62,7 @@ class ModelConfig:
         check(self.quantization in (None, 'gptq'), o, 'quantization', self.quantization, "None or 'gptq'")
         check(self.linear_kernel in LINEAR_KERNELS, o, 'linear_kernel', self.linear_kernel, f'one of {LINEAR_KERNELS}')
         check(self.quant_kernel in QUANT_KERNELS, o, 'quant_kernel', self.quant_kernel, f'one of {QUANT_KERNELS}')
+        check(isinstance(self.enforce_eager, bool), o, 'enforce_eager', self.enforce_eager, 'True or False')
 
 # %% ../nbs/00_config.ipynb #5bace56b
 @dataclass

@@ -71,16 +71,20 @@ def prepare_input(scheduled: list[ScheduledRequest], kv_manager: KVCacheManager,
 # %% ../nbs/23_engine.ipynb #0130f9f0
 class ModelRunner:
     "Runs one flattened batch through the model and returns the logits of the rows that need them."
-    def __init__(self, model, kv_cache: KVCache, backend=None):
+    def __init__(self, model, kv_cache: KVCache, backend=None, decoder=None):
         self.model, self.kv_cache, self.backend = model, kv_cache, backend or TorchBackend()
+        self.decoder = decoder          # runs the steps it `fits` in place of the layer-by-layer forward (notebook 26)
 
     @torch.inference_mode()
     def execute(self, inp: ModelInput) -> torch.Tensor:
         "Logits [R, V] (float32) for `inp.logits_index`."
-        hidden = self.model(inp.input_ids, inp.positions, CacheContext(self.kv_cache, inp.meta, self.backend))
+        if self.decoder is not None and self.decoder.fits(inp): hidden = self.decoder(inp, self.kv_cache)
+        else: hidden = self.model(inp.input_ids, inp.positions, CacheContext(self.kv_cache, inp.meta, self.backend))
         return self.model.compute_logits(hidden.index_select(0, inp.logits_index))
 
-    def __repr__(self): return f'ModelRunner(backend={self.backend.name}, {self.kv_cache})'
+    def __repr__(self):
+        d = '' if self.decoder is None else f', decoder={self.decoder.name}'
+        return f'ModelRunner(backend={self.backend.name}{d}, {self.kv_cache})'
 
 # %% ../nbs/23_engine.ipynb #ae76dfdb
 CPU_KV_CACHE_MEMORY = 2 << 30          # default KV budget on CPU, bytes
@@ -142,8 +146,9 @@ def by_request(items, request_of) -> list[list]:
 class LLMEngine:
     """Continuous batching on a paged KV cache: `step` runs the scheduler's batch as one forward pass and samples a token
     for every sequence in it. Chunked prefill and prefix caching are switched by the config; the attention backend is
-    the config's (the fastest for the device when None) unless one is passed."""
-    def __init__(self, lm: LoadedModel, config: EngineConfig, attention=None):
+    the config's (the fastest for the device when None) unless one is passed; `decoder` (notebook 26, given by `LLM`)
+    runs the decode steps it fits in one compiled call."""
+    def __init__(self, lm: LoadedModel, config: EngineConfig, attention=None, decoder=None):
         self.lm, self.config = lm, config
         cc = config.cache_config
         widest = 1 << (lm.max_model_len - 1).bit_length()  # max_model_len rounded up to a power of two
@@ -155,7 +160,7 @@ class LLMEngine:
         self.kv_manager = KVCacheManager(num_blocks, cc.block_size, enable_caching=cc.enable_prefix_caching)
         self.scheduler = Scheduler(config.scheduler_config, self.kv_manager, lm.max_model_len)
         backend = attention or make_attention_backend(config.attention_backend, lm.device, cc.block_size)
-        self.runner = ModelRunner(lm.model, self.kv_cache, backend)
+        self.runner = ModelRunner(lm.model, self.kv_cache, backend, decoder)
         self.sampler = Sampler()
         self.generator = torch.Generator(device=lm.device).manual_seed(config.model_config.seed)   # unseeded random rows
         self.requests: dict[str, Request] = {}          # unfinished requests by id

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from .config import QUANT_KERNELS
 from .model import CausalLM, Linear, ModelArgs, load_hf_weights, rope_cos_sin, rope_inv_freq
 from .kernels import KERNEL_DIR, KernelsMissing, native_kernel
+from .decode_step import float32_weights
 
 # %% auto #0
 __all__ = ['SUPPORTED_BITS', 'INT4_GEMM_SRC', 'KERNEL_GROUPS', 'QUANT_TARGETS', 'check_quant_args', 'quant_grid',
@@ -21,7 +22,7 @@ __all__ = ['SUPPORTED_BITS', 'INT4_GEMM_SRC', 'KERNEL_GROUPS', 'QUANT_TARGETS', 
            'unpack_rows', 'pack_gptq', 'unpack_gptq', 'int4_cpu_kernel', 'cpp_group', 'kernel_group', 'GPTQLinear',
            'pydoc_tokens', 'calibration_windows', 'perplexity', 'hf_parts', 'get_module', 'set_module',
            'check_layer_shapes', 'QuantizeReport', 'quantize_model', 'float_tensors', 'save_gptq', 'parse_quant_config',
-           'take_gptq_tensors', 'build_gptq_model', 'linear_weight_bytes']
+           'take_gptq_tensors', 'build_gptq_model', 'linear_weight_bytes', 'gptq_weights']
 
 # %% ../nbs/70_gptq.ipynb #4e083a14
 SUPPORTED_BITS = (2, 4, 8)   # the widths that pack evenly into int32; 4 has the fast kernels
@@ -499,3 +500,14 @@ def linear_weight_bytes(model: CausalLM) -> int:
             m = get_module(layer, t)
             total += m.weight_bytes if isinstance(m, GPTQLinear) else m.weight.numel() * m.weight.element_size()
     return total
+
+# %% ../nbs/70_gptq.ipynb #fedac4e2
+def gptq_weights(layer, name: str) -> tuple[list[torch.Tensor], int]:
+    "(codes, scales, zeros, bias, perm) of a `cpp`-kernel `GPTQLinear` for notebook 26's `decode_layers`, and its group size; float32 layers as notebook 26 hands them over."
+    if not isinstance(layer, GPTQLinear): return float32_weights(layer, name)
+    if layer.kernel != 'cpp':
+        raise ValueError(f"{name}: the compiled decode step runs GPTQ layers on the 'cpp' kernel, this one has kernel={layer.kernel!r}")
+    empty = torch.empty(0)
+    bias = empty if layer.bias is None else layer.bias.float().contiguous()
+    perm = empty if layer.perm is None else layer.perm.long().contiguous()
+    return [layer.codes, layer.scales16, layer.zeros16, bias, perm], layer.kernel_group

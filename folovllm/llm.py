@@ -4,6 +4,7 @@
 
 # %% ../nbs/80_llm.ipynb #b0e78d63
 from __future__ import annotations
+import logging
 from functools import partial
 import torch
 from .config import EngineConfig, SamplingParams
@@ -12,10 +13,15 @@ from .loader import LoadedModel
 from .generate import SingleRequestEngine, generate, stream_outputs, stream, chat, chat_prompt, drain
 from .engine import LLMEngine
 from .thin_gemm import ThinGemm
-from .gptq import build_gptq_model
+from .gptq import build_gptq_model, gptq_weights
+from .decode_step import CompiledDecode
+from .kernels import KernelsMissing
+
+logger = logging.getLogger('folovllm')
 
 # %% auto #0
-__all__ = ['QUANT_METHODS', 'ENGINE_PRESETS', 'linear_kernel_for', 'quant_builders', 'engine_settings', 'LLM']
+__all__ = ['logger', 'QUANT_METHODS', 'ENGINE_PRESETS', 'linear_kernel_for', 'decoder_for', 'quant_builders', 'engine_settings',
+           'LLM']
 
 # %% ../nbs/80_llm.ipynb #561d7dff
 QUANT_METHODS = {'gptq': build_gptq_model}   # quant_method (config.json's quantization_config) → how to build the model
@@ -32,6 +38,17 @@ def linear_kernel_for(config: EngineConfig):
     mc = config.model_config
     if mc.linear_kernel == 'torch' or mc.dtype != 'float32' or torch.device(mc.device).type != 'cpu': return None
     return ThinGemm()
+
+def decoder_for(config: EngineConfig, model) -> CompiledDecode | None:
+    """Notebook 26's compiled decode step for `model`, where it applies: not `enforce_eager`, CPU, the `cpp` attention
+    backend (the CPU default), every layer on a kernel it calls (float32 with the thin GEMM, GPTQ on `cpp`); else None."""
+    if config.model_config.enforce_eager or torch.device(config.model_config.device).type != 'cpu' \
+            or config.attention_backend not in (None, 'cpp'): return None
+    try: return CompiledDecode(model, gptq_weights)
+    except KernelsMissing: return None                        # native() has said why, once
+    except ValueError as e:
+        logger.info(f'decode steps run layer by layer: {e}')
+        return None
 
 def quant_builders(config: EngineConfig) -> dict:
     "`QUANT_METHODS`, each builder given the kernel `quant_kernel` names ('auto': the fastest that applies here)."
@@ -57,7 +74,8 @@ class LLM:
         self.config = EngineConfig.from_kwargs(model=model, dtype=dtype, device=device, max_model_len=max_model_len,
                                                seed=seed, **kwargs)
         self.lm = LoadedModel(self.config, linear_kernel=linear_kernel_for(self.config), quant_methods=quant_builders(self.config))
-        self.engine = SingleRequestEngine(self.lm, self.config) if engine == 'simple' else LLMEngine(self.lm, self.config)
+        self.engine = (SingleRequestEngine(self.lm, self.config) if engine == 'simple' else
+                       LLMEngine(self.lm, self.config, decoder=decoder_for(self.config, self.lm.model)))
 
     def get_tokenizer(self): return self.lm.tokenizer
     def stats(self) -> dict: return self.engine.stats()

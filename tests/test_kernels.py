@@ -1,5 +1,6 @@
 """The engine without its compiled kernels (`FOLOVLLM_KERNELS=0`, as if `folovllm._C` had not been built): one
-warning, torch's paths, the same greedy tokens as with the kernels; and a bad value of the variable is one clear line."""
+warning, torch's paths, the same greedy tokens as with the kernels (and as with them but `enforce_eager=True`, every
+step layer by layer); and a bad value of the variable is one clear line."""
 import json, os, subprocess, sys
 from pathlib import Path
 
@@ -15,11 +16,15 @@ with warnings.catch_warnings(record=True) as said:
     llm = LLM(max_num_seqs=8)
     prompts = ['The capital of France is', 'def fibonacci(n):', 'Once upon a time', 'List three colors:']
     outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)
+    eager = LLM(max_num_seqs=8, enforce_eager=True)
+    eager_outs = eager.generate(prompts, SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)
     t = pack_gptq(rtn_quantize(torch.randn(32, 64, generator=torch.Generator().manual_seed(0)), 4, 32))
     layer = GPTQLinear(t['qweight'], t['qzeros'], t['scales'], t['g_idx'], 4, 32)
     try: GPTQLinear(t['qweight'], t['qzeros'], t['scales'], t['g_idx'], 4, 32, kernel='cpp'); cpp_error = None
     except ValueError as e: cpp_error = str(e)
 print(json.dumps({'tokens': [o.outputs[0].token_ids for o in outs], 'backend': llm.engine.runner.backend.name,
+                  'eager_tokens': [o.outputs[0].token_ids for o in eager_outs], 'eager_decoder': repr(eager.engine.runner.decoder),
+                  'decoder': repr(llm.engine.runner.decoder),
                   'linear': repr(llm.engine.lm.model.layers[0].mlp.gate_up_proj.kernel), 'gptq': layer.kernel,
                   'cpp_error': cpp_error, 'warnings': [str(w.message) for w in said if 'compiled kernels' in str(w.message)]}))
 '''
@@ -32,6 +37,8 @@ def probe(**env):
 def test_without_kernels_same_tokens_one_warning():
     on, off = probe(), probe(FOLOVLLM_KERNELS='0')
     assert on['backend'] == 'cpp' and 'compiled' in on['linear'] and on['gptq'] == 'cpp' and on['cpp_error'] is None
+    assert on['decoder'].startswith('CompiledDecode(30 layers') and on['eager_decoder'] == 'None' and off['decoder'] == 'None'
+    assert on['eager_tokens'] == on['tokens']
     assert on['warnings'] == []
     assert off['backend'] == 'sdpa' and 'unavailable: torch path' in off['linear'] and off['gptq'] == 'int4'
     assert "kernel='cpp' cannot run here: folovllm's compiled kernels are not available: FOLOVLLM_KERNELS=0 turns them off" in off['cpp_error']

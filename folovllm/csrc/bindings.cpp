@@ -8,6 +8,9 @@ at::Tensor gemm16(at::Tensor x, at::Tensor packed);
 at::Tensor paged_decode(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor block_tables,   // paged_decode.cpp
                         at::Tensor seq_lens, double scale);
 at::Tensor int4_gemm(at::Tensor x, at::Tensor codes, at::Tensor scales, at::Tensor zeros, int64_t gs);  // int4_gemm.cpp
+at::Tensor decode_layers(at::Tensor x, at::Tensor cos, at::Tensor sin, std::vector<at::Tensor> weights,   // decode_step.cpp
+                         std::vector<int64_t> group_sizes, std::vector<at::Tensor> k_caches, std::vector<at::Tensor> v_caches,
+                         at::Tensor slot_mapping, at::Tensor block_tables, at::Tensor seq_lens, int64_t H, int64_t Hkv, double eps);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "folovllm's C++ kernels, compiled at install";
@@ -16,4 +19,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemm16", &gemm16, "x [M, K] times packed W^T -> [M, N]");
   m.def("paged_decode", &paged_decode, "one query token per sequence against its paged K/V");
   m.def("int4_gemm", &int4_gemm, "x [M, K] times 4-bit GPTQ weights -> [M, N]");
+  m.def("decode_layers", &decode_layers, "every decoder layer of one decode step, in place on x [B, hidden]",
+        py::call_guard<py::gil_scoped_release>());   // a step takes milliseconds: let other Python threads (the server) run
 }

@@ -61,26 +61,18 @@ static void tile_rows(const float* x, int64_t K, const float* xsum, int64_t G, i
   for (int m = 0; m < MB; m++) std::copy(acc[m], acc[m] + 16, y + m * N);
 }
 
-at::Tensor int4_gemm(at::Tensor x, at::Tensor codes, at::Tensor scales, at::Tensor zeros, int64_t gs) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "int4_gemm: x must be a contiguous float32 [M, K]");
-  TORCH_CHECK(codes.scalar_type() == at::kInt && scales.scalar_type() == at::kHalf && zeros.scalar_type() == at::kHalf
-              && codes.is_contiguous() && scales.is_contiguous() && zeros.is_contiguous(),
-              "int4_gemm: codes must be contiguous int32, scales and zeros contiguous float16");
-  const int64_t M = x.size(0), K = x.size(1), T = codes.size(0), N = T * 16, G = scales.size(1);
-  TORCH_CHECK(codes.dim() == 3 && codes.size(1) * 8 == K && codes.size(2) == 16 && gs % 8 == 0 && K % 8 == 0
-              && (G - 1) * gs < K && G * gs >= K && scales.size(0) == T && zeros.sizes() == scales.sizes(),
-              "int4_gemm: shapes do not match");
-  auto y = at::empty({M, N}, x.options());
-  auto xsum = at::empty({M, G}, x.options());
-  const float* xp = x.data_ptr<float>(); float* xs = xsum.data_ptr<float>();
+// y [M, T·16] = x [M, K] · the 4-bit weights above (raw pointers: the compiled decode step calls it too)
+void int4_gemm_into(const float* xp, int64_t M, int64_t K, const int32_t* cp, const at::Half* sp, const at::Half* zp,
+                    int64_t T, int64_t G, int64_t gs, float* yp) {
+  const int64_t N = T * 16;
+  std::vector<float> xsum(M * G);
+  float* xs = xsum.data();
   for (int64_t m = 0; m < M; m++)                           // each group's activation sum, once per row
     for (int64_t g = 0; g < G; g++) {
       float s = 0.f;
       for (int64_t k = g * gs; k < std::min<int64_t>((g + 1) * gs, K); k++) s += xp[m * K + k];
       xs[m * G + g] = s;
     }
-  const int32_t* cp = codes.data_ptr<int32_t>(); float* yp = y.data_ptr<float>();
-  const at::Half* sp = scales.data_ptr<at::Half>(); const at::Half* zp = zeros.data_ptr<at::Half>();
   at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {   // threads split the output tiles
     for (int64_t t = t0; t < t1; t++)
       for (int64_t m0 = 0; m0 < M; m0 += 4) {
@@ -93,5 +85,19 @@ at::Tensor int4_gemm(at::Tensor x, at::Tensor codes, at::Tensor scales, at::Tens
         else tile_rows<1>(xm, K, xsm, G, gs, ct, st, zt, ym, N);
       }
   });
+}
+
+at::Tensor int4_gemm(at::Tensor x, at::Tensor codes, at::Tensor scales, at::Tensor zeros, int64_t gs) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "int4_gemm: x must be a contiguous float32 [M, K]");
+  TORCH_CHECK(codes.scalar_type() == at::kInt && scales.scalar_type() == at::kHalf && zeros.scalar_type() == at::kHalf
+              && codes.is_contiguous() && scales.is_contiguous() && zeros.is_contiguous(),
+              "int4_gemm: codes must be contiguous int32, scales and zeros contiguous float16");
+  const int64_t M = x.size(0), K = x.size(1), T = codes.size(0), N = T * 16, G = scales.size(1);
+  TORCH_CHECK(codes.dim() == 3 && codes.size(1) * 8 == K && codes.size(2) == 16 && gs % 8 == 0 && K % 8 == 0
+              && (G - 1) * gs < K && G * gs >= K && scales.size(0) == T && zeros.sizes() == scales.sizes(),
+              "int4_gemm: shapes do not match");
+  auto y = at::empty({M, N}, x.options());
+  int4_gemm_into(x.data_ptr<float>(), M, K, codes.data_ptr<int32_t>(), scales.data_ptr<at::Half>(), zeros.data_ptr<at::Half>(),
+                 T, G, gs, y.data_ptr<float>());
   return y;
 }

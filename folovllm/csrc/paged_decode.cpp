@@ -36,6 +36,7 @@ static inline __m256 exp8(__m256 x) {                      // e^x for x <= 0: 2^
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
+__m256 exp8_nonpos(__m256 x) { return exp8(x); }      // exp8 for the other kernel files (decode_step.cpp's SiLU)
 // ask for the next block's rows [c0, c1) of cnt positions while this block is worked on
 static inline void prefetch_block(const float *b, int64_t cnt, int64_t row, int64_t c0, int64_t c1) {
   for (int64_t t = 0; t < cnt; ++t)
@@ -155,19 +156,10 @@ static void decode_one(const float *Q, const float *K, const float *V, const int
     for (int64_t d = 0; d < D; ++d) O[h0 * G * D + r * D + d] = acc[r * D + d] * inv[r];
 }
 
-// q [B, H, D]; k_cache, v_cache [num_blocks, block_size, Hkv, D]; block_tables [B, W]; seq_lens [B] → out [B, H, D]
-at::Tensor paged_decode(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor block_tables,
-                           at::Tensor seq_lens, double scale) {
-  TORCH_CHECK(q.scalar_type() == at::kFloat && k_cache.scalar_type() == at::kFloat, "paged_decode: float32 only");
-  TORCH_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous() && block_tables.is_contiguous()
-              && seq_lens.is_contiguous(), "paged_decode: contiguous tensors only");
-  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), bs = k_cache.size(1), Hkv = k_cache.size(2);
-  const int64_t W = block_tables.size(1);
-  auto out = at::empty_like(q);
-  const float *Q = q.data_ptr<float>(), *K = k_cache.data_ptr<float>(), *V = v_cache.data_ptr<float>();
-  const int64_t *BT = block_tables.data_ptr<int64_t>(), *L = seq_lens.data_ptr<int64_t>();
-  float *O = out.data_ptr<float>();
-  const float sc = static_cast<float>(scale);
+// O [B, H, D] = attention of Q [B, H, D] over the paged K, V [num_blocks, bs, Hkv, D] of each sequence b: its first L[b]
+// positions, through block table row BT[b·W …] (raw pointers: the compiled decode step calls it too)
+void paged_decode_into(const float *Q, const float *K, const float *V, const int64_t *BT, int64_t W, const int64_t *L,
+                       int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t bs, float sc, float *O) {
   const int64_t threads = at::get_num_threads();
   // A task is a sequence with all its heads (each block then read once, front to back) when there are enough
   // sequences to go round; else a (sequence, KV head) pair. Contexts differ in length, so threads take tasks from
@@ -181,5 +173,17 @@ at::Tensor paged_decode(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at
       decode_one(Q + b * H * D, K, V, BT + b * W, L[b], O + b * H * D, h0, h1, H, Hkv, D, bs, sc, qs, s, acc);
     }
   });
+}
+
+// q [B, H, D]; k_cache, v_cache [num_blocks, block_size, Hkv, D]; block_tables [B, W]; seq_lens [B] → out [B, H, D]
+at::Tensor paged_decode(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor block_tables,
+                           at::Tensor seq_lens, double scale) {
+  TORCH_CHECK(q.scalar_type() == at::kFloat && k_cache.scalar_type() == at::kFloat, "paged_decode: float32 only");
+  TORCH_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous() && block_tables.is_contiguous()
+              && seq_lens.is_contiguous(), "paged_decode: contiguous tensors only");
+  auto out = at::empty_like(q);
+  paged_decode_into(q.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), block_tables.data_ptr<int64_t>(),
+                    block_tables.size(1), seq_lens.data_ptr<int64_t>(), q.size(0), q.size(1), k_cache.size(2), q.size(2),
+                    k_cache.size(1), static_cast<float>(scale), out.data_ptr<float>());
   return out;
 }

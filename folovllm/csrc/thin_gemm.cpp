@@ -46,16 +46,10 @@ static inline void micro(const float *x, int64_t ldx, const float *p, int64_t K,
 }
 #endif
 
-// x [M, K] (contiguous float32) · packed [N/16, K, 16] → y [M, N]
-at::Tensor gemm16(at::Tensor x, at::Tensor packed) {
-  TORCH_CHECK(available(), "gemm16: built without AVX2/FMA");
-  TORCH_CHECK(x.scalar_type() == at::kFloat && packed.scalar_type() == at::kFloat && x.is_contiguous()
-              && packed.is_contiguous() && x.dim() == 2 && packed.size(1) == x.size(1), "gemm16: bad inputs");
-  const int64_t M = x.size(0), K = x.size(1), NP = packed.size(0), N = NP * 16;
-  auto y = at::empty({M, N}, x.options());
+// Y [M, NP·16] = X [M, K] · the NP packed panels P [NP, K, 16] (raw pointers: the compiled decode step calls it too)
+void gemm16_into(const float *X, int64_t M, int64_t K, const float *P, int64_t NP, float *Y) {
 #ifdef FOLO_AVX2
-  const float *X = x.data_ptr<float>(), *P = packed.data_ptr<float>();
-  float *Y = y.data_ptr<float>();
+  const int64_t N = NP * 16;
   at::parallel_for(0, NP, 1, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {                   // one panel, all row tiles while it is in cache
       const float *p = P + n * K * 16;
@@ -71,6 +65,18 @@ at::Tensor gemm16(at::Tensor x, at::Tensor packed) {
       }
     }
   });
+#else
+  TORCH_CHECK(false, "gemm16: built without AVX2/FMA");
 #endif
+}
+
+// x [M, K] (contiguous float32) · packed [N/16, K, 16] → y [M, N]
+at::Tensor gemm16(at::Tensor x, at::Tensor packed) {
+  TORCH_CHECK(available(), "gemm16: built without AVX2/FMA");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && packed.scalar_type() == at::kFloat && x.is_contiguous()
+              && packed.is_contiguous() && x.dim() == 2 && packed.size(1) == x.size(1), "gemm16: bad inputs");
+  const int64_t M = x.size(0), K = x.size(1), NP = packed.size(0);
+  auto y = at::empty({M, NP * 16}, x.options());
+  gemm16_into(x.data_ptr<float>(), M, K, packed.data_ptr<float>(), NP, y.data_ptr<float>());
   return y;
 }
