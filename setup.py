@@ -1,6 +1,6 @@
 "nbdev 2 style setup.py: every setting comes from settings.ini."
 from configparser import ConfigParser
-import setuptools, shlex, sys
+import glob, setuptools, shlex, sys
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -19,8 +19,6 @@ requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
-
-KERNELS = ['bindings', 'thin_gemm', 'paged_decode', 'int4_gemm', 'decode_step']     # folovllm/csrc/*.cpp → one module, folovllm._C
 
 def native_kernels() -> dict:
     """Build folovllm/csrc into folovllm._C with torch's cpp_extension, at install (as vLLM builds its vllm._C, though
@@ -45,7 +43,7 @@ def native_kernels() -> dict:
             self.extensions = [e for e in self.extensions if e.name not in self.failed]
             super().copy_extensions_to_source()
 
-    ext = CppExtension('folovllm._C', [f'folovllm/csrc/{k}.cpp' for k in KERNELS],
+    ext = CppExtension('folovllm._C', sorted(glob.glob('folovllm/csrc/*.cpp')),     # every kernel file → one module
                        extra_compile_args=['-O3', '-march=native', '-fopenmp', '-g0'], extra_link_args=['-fopenmp'])
     return dict(ext_modules=[ext], cmdclass={'build_ext': Build})
 
