@@ -39,7 +39,7 @@ def load_native(enabled: bool = True, module: str = 'folovllm._C'):
     except ImportError as e: return None, f'{module} does not load ({e}); it was probably built for another torch'
 
 # %% ../nbs/02_kernels.ipynb #150292f9
-FALLBACK_COST = 'Decode runs on torch instead: 1.9x slower for one sequence, 1.7x for 64 on 2 AVX2 cores (notebook 26)'
+FALLBACK_COST = 'Decode runs on torch instead: 1.3x slower for one sequence, 1.9x for 64 on 2 AVX2 cores (notebook 26)'
 
 class KernelsMissing(RuntimeError):
     "A kernel was asked for where `folovllm._C` is missing (`native()` has already said why, once)."

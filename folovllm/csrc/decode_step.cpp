@@ -11,11 +11,11 @@
 __m256 exp8_nonpos(__m256 x);                                          // paged_decode.cpp
 #endif
 
-void gemm16_into(const float *X, int64_t M, int64_t K, const float *P, int64_t NP, float *Y);      // thin_gemm.cpp
+void gemm16_into(const float *X, int64_t M, int64_t K, const float *P, int64_t NP, float *Y, bool prefetch);  // thin_gemm.cpp
 void int4_gemm_into(const float *x, int64_t M, int64_t K, const int32_t *codes, const at::Half *scales,
                     const at::Half *zeros, int64_t T, int64_t G, int64_t gs, float *y);           // int4_gemm.cpp
 void paged_decode_into(const float *Q, const float *K, const float *V, const int64_t *BT, int64_t W, const int64_t *L,
-                       int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t bs, float sc, float *O);  // paged_decode.cpp
+                       int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t bs, float sc, float *O, bool stream);  // paged_decode.cpp
 
 // Rows [0, B) split over the threads only when there are enough of them to pay for it.
 template <class F> static void rows(int64_t B, F f) { at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) { for (int64_t b = b0; b < b1; ++b) f(b); }); }
@@ -32,7 +32,7 @@ static void linear(const Lin &l, const float *x, int64_t M, int64_t K, float *y,
     for (int64_t m = 0; m < M; ++m) for (int64_t k = 0; k < K; ++k) xp[m * K + k] = x[m * K + p[k]];
     x = xp.data();
   }
-  if (l.scales.numel() == 0) gemm16_into(x, M, K, l.w.data_ptr<float>(), T, y);
+  if (l.scales.numel() == 0) gemm16_into(x, M, K, l.w.data_ptr<float>(), T, y, true);
   else int4_gemm_into(x, M, K, l.w.data_ptr<int32_t>(), l.scales.data_ptr<at::Half>(), l.zeros.data_ptr<at::Half>(), T,
                       l.scales.size(1), l.gs, y);
   if (l.bias.numel()) { const float *b = l.bias.data_ptr<float>(); for (int64_t m = 0; m < M; ++m) for (int64_t n = 0; n < N; ++n) y[m * N + n] += b[n]; }
@@ -121,7 +121,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor cos, at::Tensor sin, std::vect
       std::copy(r + (H + Hkv) * D, r + QKV, vc + slots[b] * Hkv * D);
     });
     paged_decode_into(q.data(), kc, vc, block_tables.data_ptr<int64_t>(), block_tables.size(1), seq_lens.data_ptr<int64_t>(),
-                      B, H, Hkv, D, bs, scale, att.data());
+                      B, H, Hkv, D, bs, scale, att.data(), true);
     linear(o_l, att.data(), B, H * D, y.data(), xp);
     rows(B, [&](int64_t b) {
       for (int64_t i = 0; i < E; ++i) X[b * E + i] += y[b * E + i];

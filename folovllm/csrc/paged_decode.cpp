@@ -37,10 +37,18 @@ static inline __m256 exp8(__m256 x) {                      // e^x for x <= 0: 2^
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 __m256 exp8_nonpos(__m256 x) { return exp8(x); }      // exp8 for the other kernel files (decode_step.cpp's SiLU)
-// ask for the next block's rows [c0, c1) of cnt positions while this block is worked on
-static inline void prefetch_block(const float *b, int64_t cnt, int64_t row, int64_t c0, int64_t c1) {
-  for (int64_t t = 0; t < cnt; ++t)
-    for (int64_t c = c0; c < c1; c += 16) _mm_prefetch(reinterpret_cast<const char *>(b + t * row + c), _MM_HINT_T0);
+// Read a sequence's first n positions of K and V once, front to back, one load per 64-byte line, before the two passes
+// work on them: the CPU's own prefetcher follows this sequential read and runs ahead of it, while the passes' strided
+// reads (8 positions of one head at a time) leave it idle and wait on each line in turn (notebook 40 measures both).
+static inline void stream_in(const float *K, const float *V, const int64_t *bt, int64_t n, int64_t bs, int64_t row) {
+  __m256 z = _mm256_setzero_ps();
+  for (int64_t p0 = 0; p0 < n; p0 += bs) {
+    const float *kb = K + bt[p0 / bs] * bs * row, *vb = V + bt[p0 / bs] * bs * row;
+    for (int64_t i = 0, end = std::min(bs, n - p0) * row; i < end; i += 16)
+      z = _mm256_add_ps(z, _mm256_add_ps(_mm256_loadu_ps(kb + i), _mm256_loadu_ps(vb + i)));
+  }
+  volatile float sink = hsum8(z);                                  // keeps the loads
+  (void)sink;
 }
 // scores of one query row q [D] against 8 consecutive positions of a block (rows `row` floats apart) → 8 lanes
 static inline __m256 dots8(const float *q, const float *k, int64_t row, int64_t D) {
@@ -78,7 +86,7 @@ static inline void wsum_head(const float *w, int64_t wstride, const float *v, in
 // Sequence b's decode over KV heads [h0, h1): scores of every (query head, position), softmax, weighted sum of values.
 static void decode_one(const float *Q, const float *K, const float *V, const int64_t *bt, int64_t n, float *O,
                        int64_t h0, int64_t h1, int64_t H, int64_t Hkv, int64_t D, int64_t bs, float sc,
-                       std::vector<float> &qs, std::vector<float> &s, std::vector<float> &acc) {
+                       bool stream, std::vector<float> &qs, std::vector<float> &s, std::vector<float> &acc) {
   const int64_t G = H / Hkv, R = (h1 - h0) * G;                    // R query heads, rows of s and acc
   qs.resize(R * D); s.resize(R * n); acc.assign(R * D, 0.f);
   for (int64_t i = 0; i < R * D; ++i) qs[i] = Q[h0 * G * D + i] * sc;    // pre-scaled queries [R, D]
@@ -88,12 +96,12 @@ static void decode_one(const float *Q, const float *K, const float *V, const int
 #else
   const bool vec = false;
 #endif
+#ifdef FOLO_AVX2
+  if (stream && vec && h0 == 0 && h1 == Hkv) stream_in(K, V, bt, n, bs, row);   // a whole sequence: its blocks into cache first
+#endif
   for (int64_t p0 = 0; p0 < n; p0 += bs) {                         // pass 1: scores, one block at a time
     const int64_t cnt = std::min(bs, n - p0);
     const float *kb = K + bt[p0 / bs] * bs * row;
-#ifdef FOLO_AVX2
-    if (p0 + bs < n) prefetch_block(K + bt[p0 / bs + 1] * bs * row, std::min(bs, n - p0 - bs), row, h0 * D, h1 * D);
-#endif
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t r = (h - h0) * G; r < (h - h0 + 1) * G; ++r) {
         const float *q = qs.data() + r * D;
@@ -129,9 +137,6 @@ static void decode_one(const float *Q, const float *K, const float *V, const int
   for (int64_t p0 = 0; p0 < n; p0 += bs) {                         // pass 2: Σ p · v, one block at a time
     const int64_t cnt = std::min(bs, n - p0);
     const float *vb = V + bt[p0 / bs] * bs * row;
-#ifdef FOLO_AVX2
-    if (p0 + bs < n) prefetch_block(V + bt[p0 / bs + 1] * bs * row, std::min(bs, n - p0 - bs), row, h0 * D, h1 * D);
-#endif
     for (int64_t h = h0; h < h1; ++h) {
       const float *vh = vb + h * D;
       int64_t r = (h - h0) * G, rend = r + G;
@@ -157,9 +162,10 @@ static void decode_one(const float *Q, const float *K, const float *V, const int
 }
 
 // O [B, H, D] = attention of Q [B, H, D] over the paged K, V [num_blocks, bs, Hkv, D] of each sequence b: its first L[b]
-// positions, through block table row BT[b·W …] (raw pointers: the compiled decode step calls it too)
+// positions, through block table row BT[b·W …] (raw pointers: the compiled decode step calls it too). stream: read each
+// whole-sequence task's blocks front to back first (false: the two passes alone, to measure what that read buys)
 void paged_decode_into(const float *Q, const float *K, const float *V, const int64_t *BT, int64_t W, const int64_t *L,
-                       int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t bs, float sc, float *O) {
+                       int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t bs, float sc, float *O, bool stream) {
   const int64_t threads = at::get_num_threads();
   // A task is a sequence with all its heads (each block then read once, front to back) when there are enough
   // sequences to go round; else a (sequence, KV head) pair. Contexts differ in length, so threads take tasks from
@@ -170,20 +176,20 @@ void paged_decode_into(const float *Q, const float *K, const float *V, const int
     std::vector<float> qs, s, acc;
     for (int64_t t = next++; t < tasks; t = next++) {
       const int64_t b = t / split, h0 = (t % split) * (Hkv / split), h1 = h0 + Hkv / split;
-      decode_one(Q + b * H * D, K, V, BT + b * W, L[b], O + b * H * D, h0, h1, H, Hkv, D, bs, sc, qs, s, acc);
+      decode_one(Q + b * H * D, K, V, BT + b * W, L[b], O + b * H * D, h0, h1, H, Hkv, D, bs, sc, stream, qs, s, acc);
     }
   });
 }
 
 // q [B, H, D]; k_cache, v_cache [num_blocks, block_size, Hkv, D]; block_tables [B, W]; seq_lens [B] → out [B, H, D]
 at::Tensor paged_decode(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor block_tables,
-                           at::Tensor seq_lens, double scale) {
+                           at::Tensor seq_lens, double scale, bool stream) {
   TORCH_CHECK(q.scalar_type() == at::kFloat && k_cache.scalar_type() == at::kFloat, "paged_decode: float32 only");
   TORCH_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous() && block_tables.is_contiguous()
               && seq_lens.is_contiguous(), "paged_decode: contiguous tensors only");
   auto out = at::empty_like(q);
   paged_decode_into(q.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), block_tables.data_ptr<int64_t>(),
                     block_tables.size(1), seq_lens.data_ptr<int64_t>(), q.size(0), q.size(1), k_cache.size(2), q.size(2),
-                    k_cache.size(1), static_cast<float>(scale), out.data_ptr<float>());
+                    k_cache.size(1), static_cast<float>(scale), out.data_ptr<float>(), stream);
   return out;
 }
