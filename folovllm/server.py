@@ -30,6 +30,7 @@ __all__ = ['logger', 'UNION_FORMS', 'SHUTDOWN_TIMEOUT', 'StreamOptions', 'Sampli
 
 # %% ../nbs/81_server.ipynb #d6421134
 class StreamOptions(BaseModel):
+    "OpenAI's `stream_options`: `include_usage` adds a last chunk with the token counts before `[DONE]`."
     model_config = ConfigDict(strict=True, extra='forbid')
     include_usage: bool = False
 
@@ -57,6 +58,7 @@ class SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
 
 class CompletionRequest(SamplingFields):
+    "The body of `POST /v1/completions`: a prompt in any of OpenAI's four forms, plus the completion-only fields."
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = 16              # OpenAI's default for completions
     logprobs: int | None = None
@@ -65,12 +67,14 @@ class CompletionRequest(SamplingFields):
     suffix: str | None = None                # refused unless None: we only complete left to right
 
 class ChatMessage(BaseModel):
+    "One message of a chat: its role, its content (text, or OpenAI's list of content parts) and an optional name."
     model_config = ConfigDict(strict=True, extra='forbid')
     role: str
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
 
 class ChatCompletionRequest(SamplingFields):
+    "The body of `POST /v1/chat/completions`: at least one message, rendered with the model's chat template."
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
