@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 
 # The C++ kernels (folovllm/csrc) are compiled by setup.py during the install, against the torch installed just
 # before: hence --no-build-isolation (an isolated build would not see torch), and setuptools + ninja up front.
-.PHONY: install demo test export nbs kernels clean-venv
+.PHONY: install demo test export nbs kernels docs clean-venv
 
 $(VENV)/.installed: settings.ini setup.py $(wildcard folovllm/csrc/*.cpp)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,12 @@ nbs: install
 export: install
 	$(BIN)/nbdev_clean
 	$(BIN)/nbdev_export
+	$(PY) tools/make_readme.py
+
+# The docs site (needs Quarto, which the package registries do not have; `make test` runs its notebook pre-processing,
+# nbdev_proc_nbs, without it). nbdev_docs also renders README.md its own way: make_readme.py puts ours back.
+docs: install
+	$(BIN)/nbdev_docs
 	$(PY) tools/make_readme.py
 
 # Rebuild folovllm/_C*.so after editing a kernel in folovllm/csrc (about 20 s on 2 cores), without reinstalling.
