@@ -6,7 +6,7 @@ from pathlib import Path
 root = Path(__file__).resolve().parent.parent
 bindir = Path(sys.executable).parent
 
-def test_nbdev_proc_nbs(tmp_path):
+def test_nbdev_proc_nbs():
     "Pre-process every notebook as `nbdev_docs` would; a show_doc cell or import cell that raises fails it."
     proc = root / '_proc'
     shutil.rmtree(proc, ignore_errors=True)
