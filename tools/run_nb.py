@@ -7,7 +7,7 @@ outputs it had, so numbers recorded on a GPU machine or by a slow benchmark stay
 `--cells` also runs the flagged code cells with those indices (0-based, among all cells), for a self-contained
 slow cell that can be measured on its own.
 """
-import argparse, re, time
+import argparse, os, re, time
 from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
@@ -26,6 +26,10 @@ class FlaggedExecutePreprocessor(ExecutePreprocessor):
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == 'code' and cell_flags(cell.source) & self.skip and index not in self.also: return cell, resources
         return super().preprocess_cell(cell, resources, index)
+
+# tqdm's "IProgress not found" note (ipywidgets is not a dependency) says nothing about the notebook and prints this
+# machine's site-packages path: the kernels this script starts inherit a filter for it.
+os.environ.setdefault('PYTHONWARNINGS', 'ignore:IProgress not found')
 
 def run(path, flags=(), timeout=1800, cells=()):
     nb = nbformat.read(path, as_version=4)

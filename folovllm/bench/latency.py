@@ -10,7 +10,8 @@ from ..config import SamplingParams
 from ..generate import generate
 
 # %% auto #0
-__all__ = ['random_prompt', 'latency_benchmark', 'format_latency']
+__all__ = ['RUNG_BASE', 'LADDER', 'STALL_WORKLOAD', 'random_prompt', 'latency_benchmark', 'format_latency', 'ladder_settings',
+           'house_run', 'shared_prefix_ttft', 'long_prompt_stall', 'ablation_ladder', 'format_ladder', 'plot_ladder']
 
 # %% ../../nbs/90_bench.ipynb #c9e0ebed
 def random_prompt(length: int, vocab_size: int, seed: int = 0) -> list[int]:
@@ -59,3 +60,143 @@ def format_latency(res: dict) -> str:
         lines.append(f"{'HF generate':12s} {res['hf_ttft_s']*1e3:9.1f} {res['hf_tpot_s']*1e3:9.2f} {res['hf_decode_tok_s']:13.1f}")
         lines.append(f"decode speed-up vs HF: {res['decode_speedup_vs_hf']:.2f}x")
     return '\n'.join(lines)
+
+# %% ../../nbs/90_bench.ipynb #8d58a64e
+RUNG_BASE = dict(max_model_len=512, max_num_seqs=64, enable_chunked_prefill=False, enable_prefix_caching=False,
+                 attention_backend='sdpa', linear_kernel='torch', enforce_eager=True)
+
+LADDER = [   # (rung, the notebook that builds it, what it adds to the rung above): each engine rung switches on one more idea
+    ('M1: one request at a time', '14_generate', dict(engine='simple')),
+    ('M2: continuous batching, contiguous KV', '21_scheduler', dict(block_size=512)),
+    ('M3: paged KV (blocks of 16)', '30_paged_kv', dict(block_size=16)),
+    ('M4: compiled attention kernel', '40_attention', dict(attention_backend='cpp')),
+    ("thin GEMM (notebook 24)", '24_thin_gemm', dict(linear_kernel='auto')),
+    ('compiled decode step (notebook 26)', '26_decode_step', dict(enforce_eager=False)),
+    ('M5: chunked prefill, budget 128', '50_chunked_prefill', dict(enable_chunked_prefill=True, max_num_batched_tokens=128)),
+    ('M6: prefix caching', '60_prefix_cache', dict(enable_prefix_caching=True)),
+    ('M7: 4-bit weights (RTN g128)', '70_gptq', dict(model='4bit')),
+]
+
+def ladder_settings(upto: int, kv_budget: int, model_4bit: str | None = None) -> dict:
+    "The `LLM` keyword arguments of rung `upto` (an index into `LADDER`): the base, then every rung's settings up to it in turn."
+    kw = {**RUNG_BASE, 'kv_cache_memory': kv_budget}
+    for _, _, s in LADDER[1:upto + 1]: kw.update(s)
+    if upto == 0: kw = {**kw, **LADDER[0][2]}
+    if kw.get('model') == '4bit':
+        if model_4bit is None: raise ValueError('the 4-bit rung needs model_4bit: a GPTQ checkpoint directory')
+        kw['model'] = model_4bit
+    return kw
+
+# %% ../../nbs/90_bench.ipynb #b6a2cc9f
+def house_run(engine, work) -> tuple[float, list[list[int]]]:
+    "Seconds for `engine` to generate the house workload `work` at once (greedy, ignore_eos), and every request's output token ids."
+    prompts = [{'prompt_token_ids': p} for p, _ in work]
+    params = [SamplingParams(temperature=0, max_tokens=o, ignore_eos=True) for _, o in work]
+    engine.reset_prefix_cache()                                     # an earlier run's prompts must not be found cached
+    t = time.perf_counter()
+    outs = generate(engine, prompts, params, use_tqdm=False)
+    return time.perf_counter() - t, [list(o.outputs[0].token_ids) for o in outs]
+
+def shared_prefix_ttft(engine, prefix_len: int = 384, suffix_len: int = 32, requests: int = 8, seed: int = 0) -> list[float]:
+    """TTFT of `requests` prompts arriving one after another that share their first `prefix_len` tokens (a system prompt or
+    a few-shot preamble) and differ in the last `suffix_len`: a chat service's common case, and prefix caching's."""
+    engine.reset_prefix_cache()
+    prefix = random_prompt(prefix_len, engine.lm.vocab_size, seed)
+    one = SamplingParams(temperature=0, max_tokens=1)
+    return [generate(engine, {'prompt_token_ids': prefix + random_prompt(suffix_len, engine.lm.vocab_size, seed + 1 + i)},
+                     one, use_tqdm=False)[0].metrics.ttft for i in range(requests)]
+
+STALL_WORKLOAD = dict(num_decodes=16, decode_prompt=32, decode_tokens=64, long_prompt=480, long_tokens=4, arrive_after=8)
+
+def long_prompt_stall(engine, **kw) -> float:
+    """Notebook 50's measurement: the worst inter-token latency of 16 streaming decodes while a 480-token prompt is
+    admitted, with the engine's own chunking (its token budget when `enable_chunked_prefill`, else the whole prompt)."""
+    from folovllm.bench.stall import stall_run
+    sc = engine.scheduler.config
+    return stall_run(engine, sc.max_num_batched_tokens if sc.enable_chunked_prefill else None, **{**STALL_WORKLOAD, **kw})['worst_itl_s']
+
+# %% ../../nbs/90_bench.ipynb #e63806fb
+def _hf_batch1_tok_s(hf, ids: list[int], output_len: int, runs: int) -> float:
+    return statistics.median((output_len - 1) / (_hf_generate_seconds(hf, ids, output_len) - _hf_generate_seconds(hf, ids, 1))
+                             for _ in range(runs))
+
+def ablation_ladder(work, kv_budget: int, rungs=None, rounds: int = 2, model_4bit: str | None = None,
+                    hf: bool = True, batch1_len: int = 128, batch1_runs: int = 3, stall_kw: dict | None = None,
+                    prefix_kw: dict | None = None, log=print) -> list[dict]:
+    """Every rung of `LADDER` (indices `rungs`, default all) on the same workloads, in one run: the house workload `work`
+    (output tok/s, `rounds` runs), batch-1 decode (tok/s after the first token, median of `batch1_runs`), the worst
+    inter-token latency while a long prompt is admitted (`long_prompt_stall`, `rounds` runs) and the TTFT of prompts
+    sharing a prefix (`shared_prefix_ttft`); with `hf`, Hugging Face `generate` one request at a time and in padded
+    batches of 16 first (house once, batch 1). Each rung's greedy outputs are compared with M1's (the oracle)."""
+    from folovllm.llm import LLM
+    from folovllm.bench.throughput import load_hf_reference, run_hf_one_at_a_time, run_hf_static
+    rungs = range(len(LADDER)) if rungs is None else rungs
+    out_tokens = sum(o for _, o in work)
+    rows, oracle = [], None
+    for i in rungs:
+        name, nb, _ = LADDER[i]
+        t0 = time.perf_counter()
+        llm = LLM(**ladder_settings(i, kv_budget, model_4bit))
+        eng = llm.engine
+        if hf and not rows:                                        # the Hugging Face floor, before the first rung
+            ref = load_hf_reference(eng)
+            b1_ids = random_prompt(32, eng.lm.vocab_size, 0)
+            for hname, fn in (('HF generate, one at a time', run_hf_one_at_a_time), ('HF generate, padded batches of 16', lambda m, w: run_hf_static(m, w, 16))):
+                s = fn(ref, work)['seconds']
+                rows.append({'rung': hname, 'notebook': '25_throughput', 'house_tok_s': out_tokens / s, 'house_runs': [out_tokens / s],
+                             'batch1_tok_s': _hf_batch1_tok_s(ref, b1_ids, batch1_len, batch1_runs) if 'one' in hname else None,
+                             'worst_itl_s': None, 'itl_runs': [], 'prefix_ttft_s': None, 'ttft_runs': [], 'same_as_m1': None})
+                log(f"{hname}: {rows[-1]['house_tok_s']:.1f} out tok/s")
+            del ref
+        house_run(eng, work[:2])                                     # warm-up
+        runs, toks = [], None
+        for r in range(rounds if i else 1):                          # M1 (minutes per run, no batching to vary): once
+            s, toks = house_run(eng, work)
+            runs.append(out_tokens / s)
+        lat = latency_benchmark(eng, output_len=batch1_len, runs=batch1_runs)
+        itls = [] if i == 0 else [long_prompt_stall(eng, **(stall_kw or {})) for _ in range(rounds)]
+        ttfts = shared_prefix_ttft(eng, **(prefix_kw or {}))
+        if i == 0: oracle = toks
+        rows.append({'rung': name, 'notebook': nb, 'house_tok_s': statistics.median(runs), 'house_runs': runs,
+                     'batch1_tok_s': lat['decode_tok_s'], 'worst_itl_s': statistics.median(itls) if itls else None, 'itl_runs': itls,
+                     'prefix_ttft_s': statistics.median(ttfts), 'ttft_runs': ttfts,
+                     'same_as_m1': None if oracle is None else sum(a == b for a, b in zip(toks, oracle)) / len(work),
+                     'seconds': time.perf_counter() - t0})
+        log(f"{name}: {rows[-1]['house_tok_s']:.1f} out tok/s, batch 1 {lat['decode_tok_s']:.1f} tok/s ({rows[-1]['seconds']:.0f} s)")
+        del llm, eng
+    return rows
+
+# %% ../../nbs/90_bench.ipynb #e0d2f295
+def format_ladder(rows: list[dict]) -> str:
+    "A text table of an `ablation_ladder` result: each rung's medians, its runs, and the ratio to the rung above."
+    f = lambda v, fmt: '—' if v is None else format(v, fmt)
+    lines = [f"{'rung':42s} {'house tok/s':>11s} {'x above':>7s} {'runs':>13s} {'batch-1 tok/s':>13s} "
+             f"{'worst ITL ms':>12s} {'prefix TTFT ms':>14s} {'same as M1':>10s}"]
+    for k, r in enumerate(rows):
+        up = rows[k - 1]['house_tok_s'] if k else None
+        lines.append(f"{r['rung']:42s} {r['house_tok_s']:11.1f} {f(up and r['house_tok_s'] / up, '7.2f'):>7s} "
+                     f"{', '.join(f'{x:.0f}' for x in r['house_runs']):>13s} {f(r['batch1_tok_s'], '13.1f'):>13s} "
+                     f"{f(r['worst_itl_s'] and r['worst_itl_s'] * 1e3, '12.0f'):>12s} {f(r['prefix_ttft_s'] and r['prefix_ttft_s'] * 1e3, '14.0f'):>14s} "
+                     f"{f(r['same_as_m1'], '10.0%'):>10s}")
+    return '\n'.join(lines)
+
+def plot_ladder(rows: list[dict], long_prompt: int = 480, prefix_len: int = 384):
+    "Four panels, one bar per rung (top to bottom in ladder order), every run as a dot: what each idea bought on each workload."
+    import matplotlib.pyplot as plt
+    panels = [('house_tok_s', 'house_runs', 1, 'house workload: output tok/s\n(higher is better)'),
+              ('batch1_tok_s', None, 1, 'one stream: decode tok/s\n(higher is better)'),
+              ('worst_itl_s', 'itl_runs', 1e3, f'worst inter-token latency, ms,\nwhile a {long_prompt}-token prompt joins (lower is better)'),
+              ('prefix_ttft_s', 'ttft_runs', 1e3, f'TTFT, ms, prompts sharing\na {prefix_len}-token prefix (lower is better)')]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 0.42 * len(rows) + 1.6), sharey=True)
+    y = list(range(len(rows)))[::-1]
+    for ax, (key, runs, scale, title) in zip(axes, panels):
+        vals = [r[key] * scale if r[key] is not None else 0 for r in rows]
+        ax.barh(y, vals, color=['#bbbbbb' if r['rung'].startswith('HF') else '#4c72b0' for r in rows])
+        for yi, r in zip(y, rows):
+            if runs and r[runs]: ax.plot([v * scale for v in r[runs]], [yi] * len(r[runs]), 'k.', ms=4)
+            if r[key] is None: ax.text(0, yi, ' n/a', va='center', fontsize=8, color='gray')
+        ax.set_title(title, fontsize=9); ax.grid(axis='x', alpha=0.3)
+    axes[0].set_yticks(y, [r['rung'] for r in rows], fontsize=8)
+    fig.suptitle('The ablation ladder: each rung switches one more idea on (SmolLM2-135M, float32 unless stated, 2 threads; dots: runs)', fontsize=10)
+    fig.tight_layout()
+    return fig
