@@ -11,7 +11,7 @@ from ..generate import generate
 
 # %% auto #0
 __all__ = ['RUNG_BASE', 'LADDER', 'STALL_WORKLOAD', 'random_prompt', 'latency_benchmark', 'format_latency', 'ladder_settings',
-           'house_run', 'shared_prefix_ttft', 'long_prompt_stall', 'ablation_ladder', 'format_ladder', 'plot_ladder']
+           'shared_prefix_ttft', 'long_prompt_stall', 'ablation_ladder', 'format_ladder', 'plot_ladder']
 
 # %% ../../nbs/90_bench.ipynb #c9e0ebed
 def random_prompt(length: int, vocab_size: int, seed: int = 0) -> list[int]:
@@ -25,6 +25,11 @@ def _hf_generate_seconds(hf, ids: list[int], n: int) -> float:
     with torch.inference_mode(): hf.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False)
     return time.perf_counter() - t
 
+def _hf_latency(hf, ids: list[int], n: int) -> tuple[float, float, float]:
+    "Hugging Face `generate` on one prompt: (seconds for 1 token ≈ TTFT, seconds per later token, seconds for all `n`)."
+    first, total = _hf_generate_seconds(hf, ids, 1), _hf_generate_seconds(hf, ids, n)
+    return first, (total - first) / (n - 1), total
+
 # %% ../../nbs/90_bench.ipynb #0c8c2d86
 def latency_benchmark(engine, hf_model=None, prompt_len: int = 32, output_len: int = 128, runs: int = 3, seed: int = 0) -> dict:
     "Batch-1 TTFT / TPOT / decode tok/s of `engine` (and of `hf_model` when given), medians of `runs` interleaved runs."
@@ -36,10 +41,7 @@ def latency_benchmark(engine, hf_model=None, prompt_len: int = 32, output_len: i
         engine.reset_prefix_cache()       # every run prefills the whole prompt: a cached prefix would not be a TTFT (M6)
         m = generate(engine, {'prompt_token_ids': ids}, sp, use_tqdm=False)[0].metrics
         ours.append((m.ttft, m.tpot, m.e2e_latency))
-        if hf_model is not None:
-            first = _hf_generate_seconds(hf_model, ids, 1)
-            total = _hf_generate_seconds(hf_model, ids, output_len)
-            hf.append((first, (total - first) / (output_len - 1), total))
+        if hf_model is not None: hf.append(_hf_latency(hf_model, ids, output_len))
     med = lambda rows, i: statistics.median(r[i] for r in rows)
     res = {'prompt_len': prompt_len, 'output_len': output_len, 'runs': runs, 'threads': torch.get_num_threads(),
            'ttft_s': med(ours, 0), 'tpot_s': med(ours, 1), 'e2e_s': med(ours, 2)}
@@ -88,15 +90,6 @@ def ladder_settings(upto: int, kv_budget: int, model_4bit: str | None = None) ->
     return kw
 
 # %% ../../nbs/90_bench.ipynb #b6a2cc9f
-def house_run(engine, work) -> tuple[float, list[list[int]]]:
-    "Seconds for `engine` to generate the house workload `work` at once (greedy, ignore_eos), and every request's output token ids."
-    prompts = [{'prompt_token_ids': p} for p, _ in work]
-    params = [SamplingParams(temperature=0, max_tokens=o, ignore_eos=True) for _, o in work]
-    engine.reset_prefix_cache()                                     # an earlier run's prompts must not be found cached
-    t = time.perf_counter()
-    outs = generate(engine, prompts, params, use_tqdm=False)
-    return time.perf_counter() - t, [list(o.outputs[0].token_ids) for o in outs]
-
 def shared_prefix_ttft(engine, prefix_len: int = 384, suffix_len: int = 32, requests: int = 8, seed: int = 0) -> list[float]:
     """TTFT of `requests` prompts arriving one after another that share their first `prefix_len` tokens (a system prompt or
     a few-shot preamble) and differ in the last `suffix_len`: a chat service's common case, and prefix caching's."""
@@ -116,10 +109,6 @@ def long_prompt_stall(engine, **kw) -> float:
     return stall_run(engine, sc.max_num_batched_tokens if sc.enable_chunked_prefill else None, **{**STALL_WORKLOAD, **kw})['worst_itl_s']
 
 # %% ../../nbs/90_bench.ipynb #e63806fb
-def _hf_batch1_tok_s(hf, ids: list[int], output_len: int, runs: int) -> float:
-    return statistics.median((output_len - 1) / (_hf_generate_seconds(hf, ids, output_len) - _hf_generate_seconds(hf, ids, 1))
-                             for _ in range(runs))
-
 def ablation_ladder(work, kv_budget: int, rungs=None, rounds: int = 2, model_4bit: str | None = None,
                     hf: bool = True, batch1_len: int = 128, batch1_runs: int = 3, stall_kw: dict | None = None,
                     prefix_kw: dict | None = None, log=print) -> list[dict]:
@@ -129,7 +118,7 @@ def ablation_ladder(work, kv_budget: int, rungs=None, rounds: int = 2, model_4bi
     sharing a prefix (`shared_prefix_ttft`); with `hf`, Hugging Face `generate` one request at a time and in padded
     batches of 16 first (house once, batch 1). Each rung's greedy outputs are compared with M1's (the oracle)."""
     from folovllm.llm import LLM
-    from folovllm.bench.throughput import load_hf_reference, run_hf_one_at_a_time, run_hf_static
+    from folovllm.bench.throughput import load_hf_reference, run_folovllm, run_hf_one_at_a_time, run_hf_static
     rungs = range(len(LADDER)) if rungs is None else rungs
     out_tokens = sum(o for _, o in work)
     rows, oracle = [], None
@@ -144,15 +133,16 @@ def ablation_ladder(work, kv_budget: int, rungs=None, rounds: int = 2, model_4bi
             for hname, fn in (('HF generate, one at a time', run_hf_one_at_a_time), ('HF generate, padded batches of 16', lambda m, w: run_hf_static(m, w, 16))):
                 s = fn(ref, work)['seconds']
                 rows.append({'rung': hname, 'notebook': '25_throughput', 'house_tok_s': out_tokens / s, 'house_runs': [out_tokens / s],
-                             'batch1_tok_s': _hf_batch1_tok_s(ref, b1_ids, batch1_len, batch1_runs) if 'one' in hname else None,
+                             'batch1_tok_s': 1 / statistics.median(_hf_latency(ref, b1_ids, batch1_len)[1] for _ in range(batch1_runs)) if 'one' in hname else None,
                              'worst_itl_s': None, 'itl_runs': [], 'prefix_ttft_s': None, 'ttft_runs': [], 'same_as_m1': None})
                 log(f"{hname}: {rows[-1]['house_tok_s']:.1f} out tok/s")
             del ref
-        house_run(eng, work[:2])                                     # warm-up
-        runs, toks = [], None
-        for r in range(rounds if i else 1):                          # M1 (minutes per run, no batching to vary): once
-            s, toks = house_run(eng, work)
-            runs.append(out_tokens / s)
+        run_folovllm(eng, work[:2])                                  # warm-up
+        runs = []
+        for _ in range(rounds if i else 1):                          # M1 (minutes per run, no batching to vary): once
+            eng.reset_prefix_cache()                                 # an earlier run's prompts must not be found cached
+            r = run_folovllm(eng, work)
+            runs.append(out_tokens / r['seconds']); toks = r['token_ids']
         lat = latency_benchmark(eng, output_len=batch1_len, runs=batch1_runs)
         itls = [] if i == 0 else [long_prompt_stall(eng, **(stall_kw or {})) for _ in range(rounds)]
         ttfts = shared_prefix_ttft(eng, **(prefix_kw or {}))

@@ -61,7 +61,7 @@ def load_hf_reference(engine):
     return AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float32, **kw).eval()
 
 def run_folovllm(engine, work) -> dict:
-    "Seconds for `engine` to generate the whole workload at once (plus engine stats)."
+    "Seconds for `engine` to generate the whole workload at once, greedy (plus engine stats and every request's output token ids)."
     prompts = [{'prompt_token_ids': p} for p, _ in work]
     params = [SamplingParams(temperature=0, max_tokens=o, ignore_eos=True) for _, o in work]
     steps0, t = engine.stats().get('num_steps', 0), time.perf_counter()
@@ -70,7 +70,7 @@ def run_folovllm(engine, work) -> dict:
     assert [len(o.outputs[0].token_ids) for o in outs] == [o for _, o in work]
     stats = engine.stats()
     if 'num_steps' in stats: stats['num_steps'] -= steps0                 # this run's steps, not the engine's lifetime
-    return {'seconds': dt, 'stats': stats}
+    return {'seconds': dt, 'stats': stats, 'token_ids': [list(o.outputs[0].token_ids) for o in outs]}
 
 @torch.inference_mode()
 def run_hf_one_at_a_time(hf, work) -> dict:
